@@ -1,0 +1,50 @@
+"""The one entry point: `robustify <subcommand>`. Snakemake rules and DVC stages call only this.
+
+Errors a user can cause are `RobustifyError`s; they are caught here, once, and become one line on
+stderr and exit code 2. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Optional, Sequence
+
+from . import __version__
+from .commands import COMMAND_MODULES
+from .errors import RobustifyError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="robustify", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"robustify {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="<subcommand>")
+    for modname in COMMAND_MODULES:
+        mod = importlib.import_module(f".commands.{modname}", __package__)
+        p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        args._run(args)
+    except RobustifyError as e:
+        print(f"robustify {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"robustify {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

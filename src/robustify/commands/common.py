@@ -1,0 +1,63 @@
+"""Argument and start-up helpers shared by subcommands (params loading, threads, record + MLflow)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+from ..config import Params, load_params
+from ..data import mirror
+from ..errors import OutputError
+
+log = logging.getLogger("robustify")
+
+
+def add_params_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--params", default="params.yaml", help="parameter file (default: params.yaml)")
+    p.add_argument("--configfile", action="append", default=[], metavar="PRESET",
+                   help="preset merged over --params, as snakemake --configfile (repeatable)")
+
+
+def load(args: argparse.Namespace) -> Params:
+    """Validate params (+ presets), point the data layer at the mirror, pick the thread count."""
+    params = load_params(args.params, args.configfile)
+    mirror.configure(params.data.mirror, params.data.cache)
+    set_threads(params.threads)
+    return params
+
+
+def set_threads(threads: int) -> int:
+    """0 = share the cores among concurrent jobs (Snakemake passes ROBUSTIFY_JOBS); avoids oversubscription."""
+    import torch
+
+    if threads == 0:
+        jobs = max(1, int(os.environ.get("ROBUSTIFY_JOBS", "1")))
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+    torch.set_num_threads(threads)
+    return threads
+
+
+def check_writable(*paths: str | os.PathLike) -> None:
+    """Fail before long work starts when an output directory cannot be created or written."""
+    for path in paths:
+        parent = Path(path).parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"cannot create {parent} ({e.strerror}); choose a writable output path") from None
+        if not os.access(parent, os.W_OK):
+            raise OutputError(f"{parent} is not writable; fix its permissions or choose another output path")
+
+
+def publish(record: dict, out: str | os.PathLike, params: Params, section: Any = None, artifacts: tuple = ()) -> None:
+    """Write the record (the output of record), then log it to MLflow (best effort)."""
+    from ..records import write_record
+    from ..track import log_record
+
+    write_record(out, record)
+    sub = section.model_dump(mode="json") if hasattr(section, "model_dump") else (section or {})
+    log_record(record, out, uri=params.tracking.uri, experiment=params.tracking.experiment, params=sub, artifacts=artifacts)
+    log.info("record written: %s", out)

@@ -1,0 +1,94 @@
+"""MLflow side channel. The JSON record is the output of record; MLflow failing never fails a job.
+
+Default store: sqlite:///mlflow.db at the repo root (MLFLOW_TRACKING_URI or params tracking.uri
+override). Every run is tagged with the record's run block (each wildcard, git sha, params hash) and a
+`record_path`, which `sync` uses to back-fill runs missing from the store without duplicating any.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+
+
+def tracking_uri(configured: Optional[str] = None) -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or configured or DEFAULT_URI
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _numeric(d: dict) -> dict[str, float]:
+    return {k: float(v) for k, v in flatten(d).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def _mlflow_safe(name: str) -> str:
+    # MLflow keys allow alphanumerics, _ - . space / ; anything else becomes _
+    return "".join(c if c.isalnum() or c in "_-. /" else "_" for c in name)
+
+
+def log_record(record: dict, record_path: str | Path, uri: Optional[str] = None, experiment: str = "robustify",
+               params: Optional[dict] = None, artifacts: tuple = (), retries: int = 5) -> Optional[str]:
+    """Log one record as one MLflow run; returns the run id, or None when MLflow is unavailable."""
+    for attempt in range(retries):
+        try:
+            return _log(record, str(record_path), tracking_uri(uri), experiment, params or {}, artifacts)
+        except Exception as e:  # noqa: BLE001 - MLflow being down must not fail the job
+            locked = "locked" in str(e).lower()
+            if attempt + 1 < retries and locked:
+                time.sleep(0.5 * 2**attempt)
+                continue
+            log.warning("MLflow logging skipped (%s: %s); back-fill later with `robustify sync-mlflow`",
+                        type(e).__name__, str(e).splitlines()[0][:200] if str(e) else "")
+            return None
+    return None
+
+
+def _log(record: dict, record_path: str, uri: str, experiment: str, params: dict, artifacts: tuple) -> str:
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        try:
+            exp_id = client.create_experiment(experiment)
+        except Exception:  # another job created it first
+            exp_id = client.get_experiment_by_name(experiment).experiment_id
+    else:
+        exp_id = exp.experiment_id
+    run_block = record["run"]
+    tags = {f"run.{k}": str(v) for k, v in run_block.items() if v is not None}
+    tags["record_path"] = record_path
+    name = "/".join(str(run_block[k]) for k in ("stage", "method", "student", "teacher", "scheme", "variant", "seed") if run_block.get(k) is not None)
+    run = client.create_run(exp_id, tags=tags, run_name=name)
+    rid = run.info.run_id
+    from mlflow.entities import Metric, Param
+
+    now = int(time.time() * 1000)
+    metrics = [Metric(_mlflow_safe(k), v, now, 0) for k, v in _numeric({"metrics": record["metrics"], "timing": record.get("timing") or {}}).items()]
+    if record.get("flops") is not None:
+        metrics.append(Metric("flops", float(record["flops"]), now, 0))
+    flat_params = [Param(_mlflow_safe(k)[:250], str(v)[:500]) for k, v in flatten(params).items()]
+    for i in range(0, max(len(metrics), len(flat_params)), 100):
+        client.log_batch(rid, metrics=metrics[i:i + 100], params=flat_params[i:i + 100])
+    client.log_artifact(rid, record_path)
+    for a in artifacts:
+        if Path(a).is_file():
+            client.log_artifact(rid, str(a))
+    client.set_terminated(rid)
+    return rid
