@@ -60,6 +60,9 @@ def log_record(record: dict, record_path: str | Path, uri: Optional[str] = None,
 
 
 def _log(record: dict, record_path: str, uri: str, experiment: str, params: dict, artifacts: tuple) -> str:
+    # a down tracking server must cost a job seconds, not MLflow's default minutes of HTTP retries
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=uri)
@@ -74,6 +77,7 @@ def _log(record: dict, record_path: str, uri: str, experiment: str, params: dict
     run_block = record["run"]
     tags = {f"run.{k}": str(v) for k, v in run_block.items() if v is not None}
     tags["record_path"] = record_path
+    tags["record_digest"] = record_digest(record)
     name = "/".join(str(run_block[k]) for k in ("stage", "method", "student", "teacher", "scheme", "variant", "seed") if run_block.get(k) is not None)
     run = client.create_run(exp_id, tags=tags, run_name=name)
     rid = run.info.run_id
@@ -92,3 +96,33 @@ def _log(record: dict, record_path: str, uri: str, experiment: str, params: dict
             client.log_artifact(rid, str(a))
     client.set_terminated(rid)
     return rid
+
+
+def sync(metrics_dir: str | Path, uri: Optional[str] = None, experiment: str = "robustify") -> tuple[int, int]:
+    """Log every record under `metrics_dir` whose (path, git sha, params hash, metrics) MLflow lacks."""
+    import mlflow
+
+    from .records import iter_records
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri(uri))
+    exp = client.get_experiment_by_name(experiment)
+    seen: set[str] = set()
+    if exp is not None:
+        for run in client.search_runs([exp.experiment_id], max_results=50_000):
+            seen.add(run.data.tags.get("record_digest", ""))
+    added = present = 0
+    for path, rec in iter_records(metrics_dir):
+        if record_digest(rec) in seen:
+            present += 1
+            continue
+        if log_record(rec, path, uri, experiment) is None:
+            raise RuntimeError("MLflow is still unreachable")
+        added += 1
+    return added, present
+
+
+def record_digest(record: dict) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]

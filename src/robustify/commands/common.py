@@ -16,16 +16,18 @@ log = logging.getLogger("robustify")
 
 
 def add_params_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--params", default="params.yaml", help="parameter file (default: params.yaml)")
+    p.add_argument("--params", default=os.environ.get("ROBUSTIFY_PARAMS", "params.yaml"),
+                   help="parameter file (default: $ROBUSTIFY_PARAMS, set by the Snakefile to its resolved config, else params.yaml)")
     p.add_argument("--configfile", action="append", default=[], metavar="PRESET",
                    help="preset merged over --params, as snakemake --configfile (repeatable)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: params threads)")
 
 
 def load(args: argparse.Namespace) -> Params:
     """Validate params (+ presets), point the data layer at the mirror, pick the thread count."""
     params = load_params(args.params, args.configfile)
     mirror.configure(params.data.mirror, params.data.cache)
-    set_threads(params.threads)
+    set_threads(args.threads if getattr(args, "threads", None) else params.threads)
     return params
 
 
@@ -56,7 +58,10 @@ def publish(record: dict, out: str | os.PathLike, params: Params, section: Any =
     """Write the record (the output of record), then log it to MLflow (best effort)."""
     from ..records import write_record
     from ..track import log_record
+    from ..train.distributed import current
 
+    if not current().is_main:  # issue 12: under torchrun only rank 0 writes records
+        return
     write_record(out, record)
     sub = section.model_dump(mode="json") if hasattr(section, "model_dump") else (section or {})
     log_record(record, out, uri=params.tracking.uri, experiment=params.tracking.experiment, params=sub, artifacts=artifacts)

@@ -6,6 +6,7 @@ so knob studies never touch test data.
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
@@ -66,7 +67,7 @@ def load_npz(path: str | Path, keys: Sequence[str]) -> dict[str, np.ndarray]:
             if missing:
                 raise DataError(f"{path}: arrays {missing} are missing (has {f.files}); use a file made for this dataset")
             return {k: f[k] for k in keys}
-    except (OSError, ValueError, EOFError) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise DataError(f"{path}: cannot read the .npz ({type(e).__name__}: {str(e)[:80]}); the file is truncated or corrupt, fetch it again") from None
 
 

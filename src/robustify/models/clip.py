@@ -30,6 +30,10 @@ class ClipClassifier(nn.Module):
         self.head = nn.Linear(self.num_features, num_classes)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
+        # the text tower only builds zero-shot classifiers: it is never trained
+        for name, p in clip.named_parameters():
+            if not name.startswith("visual."):
+                p.requires_grad_(False)
 
     @classmethod
     def create(cls, arch: str, num_classes: int) -> "ClipClassifier":

@@ -1,0 +1,1 @@
+"""Tables (CSV) and figures from records — never re-running a model."""

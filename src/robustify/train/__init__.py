@@ -1,0 +1,1 @@
+"""Training stages: linear probe, teacher robustification, distillation, baselines."""

@@ -1,0 +1,109 @@
+"""Workflow wiring: snakemake lint and dry-runs, and the DVC ↔ Snakemake ↔ schema drift guard."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT, run_cmd
+
+
+def snakemake(*args: str, cwd: Path = ROOT):
+    return run_cmd(["snakemake", *args], cwd=cwd)
+
+
+def test_lint_clean():
+    res = snakemake("--lint")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "Congratulations" in res.stdout + res.stderr, res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("preset", [None, "workflow/presets/smoke.yaml", "workflow/presets/paper.yaml"])
+def test_dry_run_plans_whole_dag(preset):
+    args = ["-n", "--quiet", "rules"] + (["--configfile", preset] if preset else [])
+    res = snakemake(*args)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "total" in res.stdout + res.stderr
+
+
+def target_rules() -> set[str]:
+    res = snakemake("--list-target-rules")
+    assert res.returncode == 0, res.stderr
+    return {l.strip() for l in res.stdout.splitlines() if l.strip() and " " not in l.strip()} - {"all"}
+
+
+def summary_files(target: str) -> set[str]:
+    res = snakemake("--summary", target)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    start = next(i for i, l in enumerate(lines) if l.startswith("output_file"))
+    return {l.split("\t")[0] for l in lines[start + 1:] if l.strip()}
+
+
+def _outs(stage: dict) -> list[str]:
+    return [o if isinstance(o, str) else next(iter(o)) for o in stage.get("outs", []) + stage.get("metrics", [])
+            + stage.get("plots", []) if isinstance(o, (str, dict))]
+
+
+def _covered(path: str, outs: list[str]) -> bool:
+    return any(path == o or path.startswith(o.rstrip("/") + "/") for o in outs)
+
+
+@pytest.fixture(scope="module")
+def dvc_stages() -> dict:
+    return yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+def test_one_dvc_stage_per_snakemake_target(dvc_stages):
+    assert set(dvc_stages) == target_rules()
+    for name, stage in dvc_stages.items():
+        assert stage["cmd"] == f"snakemake --cores all {name}", f"stage {name} must run its own Snakemake target"
+
+
+def upstream_stages(name: str, stages: dict) -> set[str]:
+    """Stages whose outs feed `name`, transitively (DVC's own DAG)."""
+    direct = {n for n, s in stages.items() if n != name for o in _outs(s)
+              for d in stages[name].get("deps", []) if _covered(o, [d]) or _covered(d, [o])}
+    return direct.union(*(upstream_stages(n, stages) for n in direct)) if direct else set()
+
+
+def test_dvc_outs_cover_what_each_target_makes(dvc_stages):
+    all_outs = {name: _outs(stage) for name, stage in dvc_stages.items()}
+    for name in dvc_stages:
+        upstream = [o for n in upstream_stages(name, dvc_stages) for o in all_outs[n]]
+        for f in summary_files(name):
+            assert _covered(f, all_outs[name]) or _covered(f, upstream), f"{f} (made by target {name}) is not a DVC out of stage {name} or of a stage it depends on"
+
+
+def test_dvc_params_exist_in_schema(dvc_stages):
+    schema = json.loads((ROOT / "workflow/schemas/params.schema.json").read_text())
+    for name, stage in dvc_stages.items():
+        for p in stage.get("params", []):
+            key = p if isinstance(p, str) else next(iter(p))
+            assert key.split(".")[0] in schema["properties"], f"stage {name} tracks unknown param {key}"
+
+
+def test_dvc_deps_exist(dvc_stages):
+    made = {o for stage in dvc_stages.values() for o in _outs(stage)}
+    for name, stage in dvc_stages.items():
+        for d in stage.get("deps", []):
+            assert (ROOT / d).exists() or _covered(d, list(made)) or any(_covered(m, [d]) for m in made), f"{name}: dep {d} neither exists nor is made by a stage"
+
+
+def test_every_rule_has_a_log_and_calls_the_cli():
+    for smk in (ROOT / "workflow/rules").glob("*.smk"):
+        text = smk.read_text()
+        for block in text.split("\nrule ")[1:]:
+            name = block.split(":")[0]
+            if "shell:" in block:
+                assert "log:" in block, f"rule {name} in {smk.name} has no log"
+                assert "robustify " in block.split("shell:")[1], f"rule {name} must call the robustify CLI"
+
+
+def test_dvc_yaml_is_valid_for_dvc():
+    res = run_cmd(["dvc", "stage", "list"], cwd=ROOT)
+    assert res.returncode == 0, res.stderr
+    assert set(l.split()[0] for l in res.stdout.splitlines() if l.strip()) == set(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])
