@@ -35,8 +35,14 @@ test: setup  ## the whole test suite (slow tests included)
 test-fast: setup
 	pytest -m "not slow"
 
-bench: setup
-	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+# Each benchmark writes benchmarks/out/<name>.json; collect.py merges them into results/benchmarks.json
+# (every ratio in one table). teacher_schemes.py (a training study, hours) and
+# corruptions_device_check.py (GPU only) are run by hand.
+BENCHMARKS ?= corruptions distill inference lp_image_size
+bench: setup  ## benchmarks → results/benchmarks.json
+	@mkdir -p benchmarks/out
+	@for b in $(BENCHMARKS); do echo "== benchmarks/$$b.py"; $(PY) benchmarks/$$b.py || exit 1; done
+	$(PY) benchmarks/collect.py
 
 lint: setup
 	snakemake --lint

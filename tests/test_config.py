@@ -89,7 +89,7 @@ def test_preset_merges_recursively(tmp_path):
 def test_check_config_cli_prints_resolved(cli):
     code, out, _ = cli("check-config", "--params", ROOT / "params.yaml", "--configfile", ROOT / "workflow/presets/smoke.yaml")
     assert code == 0
-    assert yaml.safe_load(out)["data"]["train_per_class"] == 40
+    assert yaml.safe_load(out)["data"]["train_per_class"] == 20
 
 
 @pytest.mark.parametrize("content, match", [

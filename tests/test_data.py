@@ -174,3 +174,18 @@ def test_fetch_data_cli_checksum_failure_is_one_line(cli, fake_mirror, tmp_path)
     code, _, err = cli("fetch-data", "--out", tmp_path / "m.json")
     assert code == 2 and "folder_to_objectnet_label.json: sha256" in one_error_line(err)
     assert not (tmp_path / "m.json").exists()
+
+
+def test_build_without_network_is_one_error(monkeypatch, tmp_path):
+    from robustify.data import build
+
+    def offline(dest):
+        import urllib.error
+
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.delenv(M.ENV_MIRROR)
+    monkeypatch.setenv(M.ENV_CACHE, str(tmp_path))
+    monkeypatch.setitem(build.BUILDERS, "cifar10", offline)
+    with pytest.raises(DataError, match="cannot build cifar10.npz from its canonical download .* set ROBUSTIFY_DATA_MIRROR"):
+        M.resolve("cifar10.npz")

@@ -40,6 +40,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except RobustifyError as e:
         print(f"robustify {args.command}: error: {e}", file=sys.stderr)
         return e.exit_code
+    except BrokenPipeError:  # issue 11: `robustify check-config | head` is not a crash
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes stdout
+        return 1
     except KeyboardInterrupt:
         print(f"robustify {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130

@@ -233,12 +233,12 @@ class DistillConfig(Strict):
 
     pairs: dict[ModelName, list[ModelName]] = Field(
         default_factory=lambda: {"resnet56_cifar": ["resnet20_cifar"], "efficientnet_lite0": ["resnet20_cifar", "resnet56_cifar"]},
-        description="student -> its teachers (the {student} x {teacher} grid)")
+        description="student -> its teachers; the workflow runs the pairs with the student in models.students and the teacher in models.teachers")
     schemes: list[str] = Field(default_factory=lambda: [DEFAULT_SCHEME], min_length=1, description="teacher schemes distilled from")
     variants: list[Literal["full", "no_kd"]] = Field(default_factory=lambda: ["full", "no_kd"], min_length=1,
                                                      description="full = DESIGN.md §1 losses; no_kd = CE only (w/o KD, APT)")
     n_tunable_blocks: dict[ModelName, int] = Field(
-        default_factory=lambda: {"resnet56_cifar": 9, "resnet20_cifar": 3, "resnet8_cifar": 2, "efficientnet_lite0": 2,
+        default_factory=lambda: {"resnet56_cifar": 3, "resnet20_cifar": 3, "resnet8_cifar": 2, "efficientnet_lite0": 2,
                                  "efficientnet_lite2": 2, "tiny_vit": 2, "tiny_clip": 1, "vit_l14_clip": 4, "vit_b16_clip": 4,
                                  "vit_b16": 4, "resnet50": 2, "resnet101": 2},
         description="blocks after the frozen trunk (shared tunable part + the heads' private blocks), per student")
@@ -248,7 +248,9 @@ class DistillConfig(Strict):
     tau: float = Field(1.0, gt=0.0, description="KD temperature")
     gamma: float = Field(1.0, ge=0.0, description="weight of the combined head's terms")
     lam: float = Field(1.0, ge=0.0, alias="lambda", description="weight of L_aug vs L_clean")
-    kd_weighting: Literal["none", "teacher_confidence"] = Field("none", description="per-sample KD weight (teacher max prob) or none")
+    kd_weighting: Literal["none", "teacher_confidence", "teacher_correct"] = Field(
+        "teacher_correct", description="per-sample KD weight: none (exactly DESIGN.md §1), the teacher's max probability, "
+        "or 1 where the teacher is right (default: measured in studies/distill_study.py)")
     epochs: int = Field(3, ge=1, le=1000)
     views_per_image: int = Field(3, ge=1, le=100, description="K cached augmented views per image; epoch e uses view e mod K")
     lr: float = Field(1e-3, gt=0.0, le=1.0, description="AdamW learning rate (cosine decay to 0)")
@@ -376,7 +378,7 @@ class CorruptionsConfig(Strict):
 class ReportConfig(Strict):
     """Report knobs (issue 10): which scheme the main table shows and the thresholds of the paper's claims."""
 
-    main_scheme: Optional[Literal[SCHEMES]] = Field(DEFAULT_SCHEME, description="teacher scheme of ours/APT in main.csv and the claims (paper default AugMix+DeepAugment); null = every scheme")  # type: ignore[valid-type]
+    main_scheme: Optional[Literal[SCHEMES]] = Field(DEFAULT_SCHEME, description="teacher scheme of ours/APT in main.csv and the claims (paper default AugMix+DeepAugment); null = every scheme, averaged")  # type: ignore[valid-type]
     clean_tolerance: float = Field(0.5, ge=0, description="ours' clean accuracy may be this many points below the linear probe (or original)")
     probe_tolerance: float = Field(0.5, ge=0, description="ours' transfer/retention may be this many points below the original model")
     cost_ratio: float = Field(5.0, gt=0, description="ours must be at least this many times cheaper per training image than WiSE-E2E")
@@ -437,7 +439,8 @@ def read_yaml(path: str | os.PathLike) -> dict:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(data).__name__}")
+        raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(data).__name__}; "
+                          "write `section: {key: value}` as in params.yaml")
     return data
 
 
@@ -479,7 +482,9 @@ def describe_validation_error(e: ValidationError, raw: dict) -> str:
     if kind == "missing":
         return f"{loc}: required key is missing; add it (see params.yaml for the default)"
     value = err.get("input")
-    return f"{loc}: {err['msg']} (got {value!r}); fix the value"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    got = f" (got {value!r})" if len(repr(value)) <= 80 else ""  # issue 11: never dump a whole section into the line
+    return f"{loc + ': ' if loc else ''}{msg}{got}; fix the value"
 
 
 def _fields_at(loc: tuple) -> list[str]:

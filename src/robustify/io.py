@@ -10,7 +10,13 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import OutputError
+from .errors import ChecksumError, OutputError
+
+SHA256_SUFFIX = ".sha256"  # sidecar `<file>.sha256` ("<hex>  <name>", sha256sum format) next to each saved output
+
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -32,6 +38,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise OutputError(f"cannot write to {path.parent}: {e.strerror}; choose a writable output directory") from e
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs are shared like any other file
     try:
         yield tmp_path
         os.replace(tmp_path, path)
@@ -60,8 +67,11 @@ def save_torch(path: str | os.PathLike, obj: Any) -> str:
     import torch
 
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as f:  # a file object, not the random temp name, sets the archive's record names:
+            torch.save(obj, f)      # the same object gives byte-identical files (reproducible sha256)
         digest = sha256_file(tmp)
+        sha256_sidecar(path).unlink(missing_ok=True)  # a kill before the new sidecar leaves none, never a stale one
+    _write_sidecar(path, digest)
     return digest
 
 
@@ -72,4 +82,38 @@ def save_npz(path: str | os.PathLike, **arrays: Any) -> str:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
         digest = sha256_file(tmp)
+        sha256_sidecar(path).unlink(missing_ok=True)
+    _write_sidecar(path, digest)
     return digest
+
+
+def sha256_sidecar(path: str | os.PathLike) -> Path:
+    """Where the sha256 of a file written by save_torch/save_npz is recorded."""
+    path = Path(path)
+    return path.with_name(path.name + SHA256_SUFFIX)
+
+
+def _write_sidecar(path: str | os.PathLike, digest: str) -> None:
+    with atomic_path(sha256_sidecar(path)) as tmp:
+        tmp.write_text(f"{digest}  {Path(path).name}\n")
+
+
+def verify_sha256(path: str | os.PathLike) -> None:
+    """Raise ChecksumError when `path` differs from the sha256 recorded next to it (files without a sidecar pass)."""
+    side = sha256_sidecar(path)
+    if not side.is_file() or not Path(path).is_file():  # a missing file is its reader's error to report
+        return
+    try:
+        expected = side.read_text().split()[0]
+    except (OSError, IndexError):
+        return
+    actual = sha256_file(path)
+    if actual != expected:
+        raise ChecksumError(f"{path}: sha256 {actual[:12]}… differs from the {expected[:12]}… recorded in {side.name} when it was "
+                            "written (tampered or corrupt); delete both files and rerun the stage that makes it")
+
+
+def remove(path: str | os.PathLike) -> None:
+    """Delete a file written by save_torch/save_npz and its sha256 sidecar (missing ones are fine)."""
+    Path(path).unlink(missing_ok=True)
+    sha256_sidecar(path).unlink(missing_ok=True)

@@ -7,8 +7,10 @@ override). Every run is tagged with the record's run block (each wildcard, git s
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import random
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -45,18 +47,52 @@ def _mlflow_safe(name: str) -> str:
 def log_record(record: dict, record_path: str | Path, uri: Optional[str] = None, experiment: str = "robustify",
                params: Optional[dict] = None, artifacts: tuple = (), retries: int = 5) -> Optional[str]:
     """Log one record as one MLflow run; returns the run id, or None when MLflow is unavailable."""
+    uri = tracking_uri(uri)
     for attempt in range(retries):
         try:
-            return _log(record, str(record_path), tracking_uri(uri), experiment, params or {}, artifacts)
+            with _store_lock(uri):
+                return _log(record, str(record_path), uri, experiment, params or {}, artifacts)
         except Exception as e:  # noqa: BLE001 - MLflow being down must not fail the job
-            locked = "locked" in str(e).lower()
-            if attempt + 1 < retries and locked:
-                time.sleep(0.5 * 2**attempt)
+            if attempt + 1 < retries and _contended(e):
+                time.sleep(0.5 * 2**attempt * random.uniform(0.5, 1.5))  # jitter: parallel jobs must not retry in step
                 continue
             log.warning("MLflow logging skipped (%s: %s); back-fill later with `robustify sync-mlflow`",
                         type(e).__name__, str(e).splitlines()[0][:200] if str(e) else "")
             return None
     return None
+
+
+# store contention (retried with jittered backoff), as opposed to a down server (given up at once)
+_CONTENTION = ("locked", "duplicate column", "already exists", "unique constraint", "deadlock",
+               "could not serialize", "internal_error", "temporarily unavailable")
+
+
+def _contended(e: Exception) -> bool:
+    return any(m in str(e).lower() for m in _CONTENTION)
+
+
+@contextlib.contextmanager
+def _store_lock(uri: str):
+    """sqlite stores: one writer at a time across processes (an exclusive lock file next to the db).
+
+    sqlite allows one writer anyway, and MLflow creates/migrates the schema on a store's first use,
+    which parallel jobs would otherwise race ("duplicate column", "database is locked"). Server
+    stores (http://, postgresql://) take no lock: the server and PostgreSQL handle concurrency.
+    """
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    db = Path(uri[len("sqlite:///"):].split("?")[0])
+    if not db.parent.is_dir():  # issue 11: a mistyped store path must not create directories anywhere (root can)
+        raise FileNotFoundError(f"MLflow store directory {db.parent} does not exist; create it or fix MLFLOW_TRACKING_URI")
+    with open(db.with_name(db.name + ".lock"), "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _log(record: dict, record_path: str, uri: str, experiment: str, params: dict, artifacts: tuple) -> str:

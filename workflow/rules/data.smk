@@ -7,6 +7,6 @@ rule fetch_data:
     log:
         "logs/data/fetch_data.log",
     conda:
-        "../envs/robustify.yaml"
+        "../envs/data.yaml"
     shell:
         "robustify fetch-data --out {output} > {log} 2>&1"

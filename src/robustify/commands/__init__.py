@@ -12,6 +12,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "linear_probe",
     "baseline",
     "tables",
+    "report",
     "sync_mlflow",
     "deepaugment",
     "robustify_teacher",

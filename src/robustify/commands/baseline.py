@@ -23,13 +23,11 @@ from pathlib import Path
 from typing import Optional
 
 from ..config import BASELINE_METHODS as METHODS
-from .common import add_params_args, check_writable, load, publish
+from .common import add_params_args, check_writable, int_in, load, publish
 
 NAME = "baseline"
 HELP = "train/evaluate a baseline (original, linear_probe, e2e, wise_e2e, vpt, apt, zero_shot) and write its record"
 log = logging.getLogger("robustify.baseline")
-
-
 
 
 def add_arguments(p) -> None:
@@ -39,7 +37,7 @@ def add_arguments(p) -> None:
     p.add_argument("--head", default=None, help="linear-probe head of an ImageNet student (original, e2e, wise_e2e, vpt); "
                                                  "default results/checkpoints/linear_probe/<student>.pt")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--image-size", type=int_in(16, 1024), default=None)
     p.add_argument("--e2e", default=None, metavar="CKPT", help="wise_e2e: the E2E checkpoint (default results/checkpoints/baselines/e2e/<student>_s<seed>.pt)")
     p.add_argument("--alpha", type=float, default=None, help="wise_e2e: one α (default: every α of baselines.wise_alphas)")
     p.add_argument("--teacher", default=None, help="apt: label only, no teacher is used (default baselines.apt_teacher)")
@@ -124,6 +122,7 @@ def _run_loop(args, params, method: str, model, size: int, out: Path):
     timing = {"train_s": res.train_s, "images_seen": res.images_seen, "epochs": res.epochs,
               "train_images": res.train_images, "views_per_image": res.views_per_image,
               "s_per_train_image": res.train_s / max(1, res.train_images), "train_cpu_s": res.train_cpu_s,
+              "cpu_s_per_image": res.train_cpu_s / max(1, res.images_seen),  # robust to other jobs sharing the cores
               "threads": torch.get_num_threads()}
     return res, timing, len(train)
 
@@ -223,7 +222,7 @@ def _wise(args, params) -> None:
                          {"method": method, "seed": args.seed, "alpha": alpha, "e2e": str(e2e_path), "init_head": head})
         metrics = {"alpha": alpha, **_val_metrics(params, model, args.student, size)}
         timing = {k: e2e_timing[k] for k in ("train_s", "images_seen", "epochs", "train_images", "views_per_image",
-                                              "s_per_train_image", "threads") if k in e2e_timing}
+                                              "s_per_train_image", "train_cpu_s", "cpu_s_per_image", "threads") if k in e2e_timing}
         timing["interpolate_s"] = interp_s
         record = make_record("baselines", method=method, student=args.student, scheme=meta.get("scheme"), seed=args.seed,
                              params_hash=_hash(params, "wise_e2e", size, {"alpha": alpha, "e2e": sha256_file(e2e_path)}),

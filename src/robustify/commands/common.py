@@ -15,12 +15,27 @@ from ..errors import OutputError
 log = logging.getLogger("robustify")
 
 
+def int_in(lo: int, hi: Optional[int] = None):
+    """argparse type: an int within lo..hi, else the usual one-line usage error (exit 2) — never a silent default."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+        if value < lo or (hi is not None and value > hi):
+            raise argparse.ArgumentTypeError(f"{value} is outside {lo}..{hi if hi is not None else ''}; pick a value in range")
+        return value
+
+    parse.__name__ = "int"
+    return parse
+
+
 def add_params_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", default=os.environ.get("ROBUSTIFY_PARAMS", "params.yaml"),
                    help="parameter file (default: $ROBUSTIFY_PARAMS, set by the Snakefile to its resolved config, else params.yaml)")
     p.add_argument("--configfile", action="append", default=[], metavar="PRESET",
                    help="preset merged over --params, as snakemake --configfile (repeatable)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: params threads)")
+    p.add_argument("--threads", type=int_in(0, 256), default=None, help="torch threads (default: params threads)")
 
 
 def load(args: argparse.Namespace) -> Params:

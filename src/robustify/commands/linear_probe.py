@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from .common import add_params_args, check_writable, load, publish
+from .common import add_params_args, check_writable, int_in, load, publish
 
 NAME = "linear-probe"
 HELP = "linear probe on frozen pooled features of a pretrained student (LP baseline / LP head)"
@@ -15,7 +15,7 @@ log = logging.getLogger("robustify.linear_probe")
 def add_arguments(p) -> None:
     add_params_args(p)
     p.add_argument("--student", required=True, help="registered model name, e.g. efficientnet_lite0")
-    p.add_argument("--image-size", type=int, default=None, help="input size (default: params models.image_size)")
+    p.add_argument("--image-size", type=int_in(16, 1024), default=None, help="input size (default: params models.image_size)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="head checkpoint (default results/checkpoints/linear_probe/<student>.pt)")
     p.add_argument("--record", default=None, help="record (default results/metrics/baselines/linear_probe/<student>.json)")

@@ -61,6 +61,9 @@ def check_arrays(x: np.ndarray, y: np.ndarray, num_classes: int, name: str) -> N
 
 def load_npz(path: str | Path, keys: Sequence[str]) -> dict[str, np.ndarray]:
     path = Path(path)
+    from ..io import verify_sha256
+
+    verify_sha256(path)  # issue 11: generated datasets (save_npz) carry their sha256
     try:
         with np.load(path, allow_pickle=False) as f:
             missing = [k for k in keys if k not in f.files]

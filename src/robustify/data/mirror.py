@@ -86,7 +86,12 @@ def resolve(name: str) -> Path:
     else:
         from . import build
 
-        build.BUILDERS[src.build](path)
+        try:
+            build.BUILDERS[src.build](path)
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", None) or getattr(e, "strerror", None) or e
+            raise DataError(f"cannot build {name} from its canonical download ({reason}); "
+                            f"check the network or set {ENV_MIRROR} to a local mirror") from None
     return path
 
 

@@ -82,18 +82,34 @@ def load_state_checked(model: nn.Module, state: dict, source: str, name: str) ->
     """load_state_dict(strict) turned into one clear line when the file belongs to another architecture."""
     try:
         model.load_state_dict(state, strict=True)
-    except (RuntimeError, KeyError) as e:
-        first = str(e).strip().splitlines()
-        detail = first[1].strip() if len(first) > 1 else first[0][:160]
+    except (RuntimeError, KeyError, AttributeError) as e:
+        detail = _state_mismatch(model, state) or str(e).strip().splitlines()[-1].strip()[:160]
         raise CheckpointError(
             f"{source} does not fit model '{name}' ({detail}); pass a checkpoint made for {name}"
         ) from None
+
+
+def _state_mismatch(model: nn.Module, state) -> str:
+    """A short summary of how `state` differs from `model` (torch's own message lists every key)."""
+    if not isinstance(state, dict):
+        return f"expected a state dict, got {type(state).__name__}"
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [k for k in own if k in state and getattr(state[k], "shape", None) is not None and state[k].shape != own[k].shape]
+    parts = [f"{len(v)} {what} key(s), e.g. '{v[0]}'" for what, v in (("missing", missing), ("unexpected", unexpected)) if v]
+    if shapes:
+        parts.append(f"{len(shapes)} shape mismatch(es), e.g. '{shapes[0]}' {tuple(state[shapes[0]].shape)} vs {tuple(own[shapes[0]].shape)}")
+    return ", ".join(parts)
 
 
 def read_checkpoint(path: str | Path, name: str) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found; run the stage that makes it or fix the path")
+    from ..io import verify_sha256
+
+    verify_sha256(path)  # issue 11: files written by save_torch carry their sha256
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for truncated/garbage files

@@ -3,7 +3,8 @@
 Accuracy lives in the evaluate record, training seconds per image in the training record (baselines,
 distill, teachers). Both are keyed by (student, teacher, scheme, method, seed) after naming them in
 the tables' words: distill variant `full` is `ours`, `no_kd` is `apt`; an evaluated pretrained model
-is `original`; a robust teacher is `teacher` (its own name in `teacher`, no student). The training
+is `original`; a robust teacher is `teacher` (its own name in `teacher`, no student). Baselines other
+than APT are keyed without teacher and scheme (one model per student and seed). The training
 seed of an evaluate record is read from its file stem (`…_s<seed>`) where there is one — the
 evaluate record's own `run.seed` is the evaluation seed (dropout masks).
 """
@@ -31,6 +32,7 @@ ROLES = {
 SHIFTS = ["c", "r", "sketch", "objectnet", "objectnet_c", "a", "v2"]
 PROBES = ["transfer", "retention"]
 TRAIN_STAGES = ("baselines", "distill", "teachers")
+DISTILLED = ("ours", "apt")  # keyed by teacher and scheme too
 _SEED = re.compile(r"_s(\d+)$")
 
 
@@ -65,16 +67,18 @@ def _role(df: pd.DataFrame, role: str) -> pd.Series:
     return out
 
 
-def _base(df: pd.DataFrame) -> pd.DataFrame:
-    out = pd.DataFrame(index=df.index)
-    out["stage"] = df["run.stage"]
-    out["method"] = [method_name(m, v) for m, v in zip(df["run.method"], df["run.variant"])]
-    teacher_rows = out["method"] == "teacher"
-    out["student"] = df["run.student"].where(~teacher_rows, None)
-    out["teacher"] = df["run.teacher"]
-    out["scheme"] = df["run.scheme"]
+def _base(df: pd.DataFrame) -> dict:
+    method = [method_name(m, v) for m, v in zip(df["run.method"], df["run.variant"])]
+    teacher_rows = pd.Series([x == "teacher" for x in method], index=df.index)
+    out = {"stage": df["run.stage"], "method": pd.Series(method, index=df.index, dtype=object),
+           "student": df["run.student"].where(~teacher_rows, None), "teacher": df["run.teacher"], "scheme": df["run.scheme"]}
     for c in ("student", "teacher", "scheme"):
         out[c] = out[c].fillna("").astype(str)
+    # a baseline is one model per student and seed: its augmentation scheme (E2E, VPT) is a setting,
+    # which its evaluate record may not carry, so it is no part of the key
+    baseline = ~out["method"].isin(DISTILLED + ("teacher",))
+    out["teacher"] = out["teacher"].where(~baseline, "")
+    out["scheme"] = out["scheme"].where(~baseline, "")
     out["record_path"] = df["record_path"]
     return out
 
@@ -88,8 +92,8 @@ def models(runs: pd.DataFrame) -> pd.DataFrame:
     """
     if runs.empty or "run.stage" not in runs:
         return pd.DataFrame(columns=KEYS + list(ROLES) + PROBES + ["train_s_per_image", "gflops"])
-    ev = runs[runs["run.stage"] == "evaluate"]
-    tr = runs[runs["run.stage"].isin(TRAIN_STAGES)]
+    ev = runs[runs["run.stage"] == "evaluate"].copy()  # copies: one block, not a fragmented frame
+    tr = runs[runs["run.stage"].isin(TRAIN_STAGES)].copy()
 
     # training rows
     t = _base(tr)
@@ -98,16 +102,18 @@ def models(runs: pd.DataFrame) -> pd.DataFrame:
     t["clean"] = _role(tr, "clean") * scale
     t["c"] = _role(tr, "c").fillna(_col(tr, "metrics.c_mean")) * scale
     t["train_s_per_image"] = _col(tr, "timing.s_per_image")
+    t = pd.DataFrame(t, index=tr.index)
 
     # evaluation rows
     e = _base(ev)
-    e["seed"] = [_stem_seed(p) for p in ev["record_path"]]
+    seed = pd.Series([_stem_seed(p) for p in ev["record_path"]], index=ev.index, dtype=float)
     keyed = t.dropna(subset=["seed"]).groupby(["student", "teacher", "scheme", "method"])["seed"].agg(lambda s: sorted(set(s)))
     run_seed = pd.to_numeric(ev["run.seed"], errors="coerce")
-    for i in e.index[e["seed"].isna()]:
-        k = (e.at[i, "student"], e.at[i, "teacher"], e.at[i, "scheme"], e.at[i, "method"])
+    for i in seed.index[seed.isna()]:
+        k = (e["student"][i], e["teacher"][i], e["scheme"][i], e["method"][i])
         seeds = keyed.get(k, [])
-        e.at[i, "seed"] = seeds[0] if len(seeds) == 1 else run_seed[i]
+        seed[i] = seeds[0] if len(seeds) == 1 else run_seed[i]
+    e["seed"] = seed
     for role in ROLES:
         e[role] = _role(ev, role)
     for p in PROBES:
@@ -116,16 +122,15 @@ def models(runs: pd.DataFrame) -> pd.DataFrame:
     e["fcorrect_shifted"] = _col(ev, "metrics.fcorrect_shifted")
     e["gflops"] = _col(ev, "flops") / 1e9
     nested = [c for c in ev.columns if c.startswith(("metrics.suites.", "metrics.cost."))]
-    e = pd.concat([e, ev[nested]], axis=1)
+    e = pd.concat([pd.DataFrame(e, index=ev.index), ev[nested]], axis=1)
 
-    both = pd.concat([e.assign(_src=0), t.assign(_src=1)], ignore_index=True)
+    both = pd.concat([e.assign(_src=0), t.assign(_src=1)], ignore_index=True).copy()
     both["seed"] = both["seed"].fillna(-1).astype(int)
     both = both.sort_values(["_src", "record_path"])
     value_cols = [c for c in both.columns if c not in KEYS + ["_src", "stage", "record_path"]]
     out = both.groupby(KEYS, sort=True)[value_cols].first().reset_index()  # first non-null: evaluation wins
-    for c in value_cols:
-        out[c] = pd.to_numeric(out[c], errors="coerce").astype(float)
-    return out
+    vals = pd.DataFrame({c: pd.to_numeric(out[c], errors="coerce").astype(float) for c in value_cols})
+    return pd.concat([out[KEYS], vals], axis=1)
 
 
 def shift_mean(df: pd.DataFrame, roles=SHIFTS) -> pd.Series:

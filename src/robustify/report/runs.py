@@ -37,15 +37,14 @@ def from_mlflow(uri: Optional[str] = None, experiment: str = "robustify") -> pd.
     if runs.empty:
         return _normalise(pd.DataFrame())
     runs = runs.sort_values("start_time").drop_duplicates("tags.record_path", keep="last")
-    out = pd.DataFrame({"record_path": runs["tags.record_path"].values})
+    cols = {"record_path": runs["tags.record_path"].values}
     for col in ID_COLUMNS:
         tag = f"tags.{col}"
-        out[col] = runs[tag].values if tag in runs else None
+        cols[col] = runs[tag].values if tag in runs else [None] * len(runs)
     for col in runs.columns:
         if col.startswith("metrics."):
-            name = col.removeprefix("metrics.")
-            out[name] = runs[col].values
-    return _normalise(out)
+            cols[col.removeprefix("metrics.")] = runs[col].values
+    return _normalise(pd.DataFrame(cols))
 
 
 def _normalise(df: pd.DataFrame) -> pd.DataFrame:
@@ -57,6 +56,6 @@ def _normalise(df: pd.DataFrame) -> pd.DataFrame:
     for col in ID_COLUMNS:
         df[col] = df[col].map(lambda v: None if v is None or (isinstance(v, float) and pd.isna(v)) or v == "None" else str(v))
     value_cols = [c for c in df.columns if c not in ID_COLUMNS and c != "record_path"]
-    for c in value_cols:
-        df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
+    values = pd.DataFrame({c: pd.to_numeric(df[c], errors="coerce").astype(float) for c in value_cols}, index=df.index)
+    df = pd.concat([df.drop(columns=value_cols), values], axis=1)
     return df.sort_values("record_path").reset_index(drop=True) if "record_path" in df else df

@@ -106,7 +106,12 @@ def _with_shift_mean(m: pd.DataFrame) -> pd.DataFrame:
 
 
 def main_table(m: pd.DataFrame, scheme: Optional[str] = None) -> pd.DataFrame:
-    """Tables 1/3: every baseline and ours per student; ours/apt of the main teacher scheme."""
+    """Tables 1/3: every baseline and ours per student; ours/apt of the main teacher scheme.
+
+    `m` is the per-model frame of `models.models`, or the flat run frame itself (converted here).
+    """
+    if "run.stage" in m:
+        m = M.models(m)
     m = m[~m["method"].isin(["teacher", "unknown"]) & ~m["method"].str.startswith("zero_shot")]
     if m.empty:
         return _frame(MAIN_COLUMNS)
@@ -119,14 +124,17 @@ def main_table(m: pd.DataFrame, scheme: Optional[str] = None) -> pd.DataFrame:
 
 
 def zero_shot_table(m: pd.DataFrame) -> pd.DataFrame:
-    """Table 2: zero-shot students (method zero_shot*, paper preset); header only when none ran."""
-    m = m[m["method"].str.startswith("zero_shot")]
+    """Table 2: every method of the students that have a zero-shot run (paper preset: CLIP zero-shot and
+    ours/baselines built on its prompt-embedding head); header only when no zero-shot run exists."""
+    zs = set(m.loc[m["method"].str.startswith("zero_shot"), "student"])
+    m = m[m["student"].isin(zs) & (m["method"] != "teacher")]
     if m.empty:
         return _frame(ZERO_SHOT_COLUMNS)
     m = m.copy()
     m["shift_mean"] = M.shift_mean(m, SHIFTS + ["a", "v2"])
     t = over_seeds(m, ["method", "student", "teacher"], DATASETS + ["a", "v2", "shift_mean"], ["shift_mean"])
-    return _frame(ZERO_SHOT_COLUMNS, t.sort_values(["student", "method", "teacher"]))
+    t["_o"] = t["method"].map(_method_rank)
+    return _frame(ZERO_SHOT_COLUMNS, t.sort_values(["student", "_o", "method", "teacher"]))
 
 
 def aug_schemes_table(m: pd.DataFrame) -> pd.DataFrame:
@@ -208,9 +216,16 @@ def fcorrect_table(m: pd.DataFrame) -> pd.DataFrame:
 
 
 def _paired(m: pd.DataFrame, a: str, b: str, keys: list[str]) -> pd.DataFrame:
-    """Rows of method `a` joined to method `b` on keys + seed (suffixes _a, _b)."""
+    """Rows of method `a` joined to method `b` on keys + seed (suffixes _a, _b); where `b` did not run
+    with the same teacher (APT needs none), `b`'s mean over its teachers for the same student, scheme, seed."""
     A, B = _with_shift_mean(m[m["method"] == a]), _with_shift_mean(m[m["method"] == b])
-    return A.merge(B, on=keys + ["seed"], suffixes=("_a", "_b"))
+    vals = [c for c in ("clean", "c", "r", "shift_mean") if c in B]
+    exact = A.merge(B[keys + ["seed"] + vals], on=keys + ["seed"], suffixes=("_a", "_b"))
+    rest = A.merge(exact[keys + ["seed"]], on=keys + ["seed"], how="left", indicator=True)
+    rest = rest[rest["_merge"] == "left_only"].drop(columns="_merge")
+    loose = [k for k in keys if k != "teacher"]
+    anyb = B.groupby(loose + ["seed"])[vals].mean().reset_index()
+    return pd.concat([exact, rest.merge(anyb, on=loose + ["seed"], suffixes=("_a", "_b"))], ignore_index=True)
 
 
 def kd_pairs_table(m: pd.DataFrame) -> pd.DataFrame:
@@ -232,17 +247,27 @@ def teacher_student_grid(m: pd.DataFrame) -> pd.DataFrame:
     """Figure 5: per student × teacher (× scheme) c and r of ours and the gain over APT (teacher none).
 
     APT's reference is its mean over seeds and teacher wildcards per student and scheme (APT uses no
-    teacher), so gains are differences of seed means; `gain_c_std` is ours' std over seeds.
+    teacher; where APT did not run with a scheme, APT of the student with any scheme), so gains are
+    differences of seed means; `gain_c_std` is ours' std over seeds (APT's reference is a fixed mean).
     """
     ours, apt = m[m["method"] == "ours"], m[m["method"] == "apt"]
     if ours.empty and apt.empty:
         return _frame(GRID_COLUMNS)
-    ref = apt.groupby(["student", "scheme"])[["c", "r"]].mean().rename(columns={"c": "c_apt", "r": "r_apt"}).reset_index()
-    t = over_seeds(ours, ["student", "teacher", "scheme"], ["c", "r"], ["c"])
-    t = t.merge(ref, on=["student", "scheme"], how="left")
-    none = over_seeds(apt.assign(teacher="none"), ["student", "teacher", "scheme"], ["c", "r"], ["c"])
-    none = none.merge(ref, on=["student", "scheme"], how="left")
-    t = pd.concat([none, t], ignore_index=True)
+    by_scheme = apt.groupby(["student", "scheme"])[["c", "r"]].mean()
+    by_student = apt.groupby("student")[["c", "r"]].mean()
+
+    def with_ref(t: pd.DataFrame) -> pd.DataFrame:
+        """APT of the same student and scheme; of the same student (any scheme) where that did not run."""
+        ref = [by_scheme.loc[(s, k)] if (s, k) in by_scheme.index else
+               (by_student.loc[s] if s in by_student.index else pd.Series({"c": np.nan, "r": np.nan}))
+               for s, k in zip(t["student"], t["scheme"])]
+        t["c_apt"] = [float(r["c"]) for r in ref]
+        t["r_apt"] = [float(r["r"]) for r in ref]
+        return t
+
+    t = with_ref(over_seeds(ours, ["student", "teacher", "scheme"], ["c", "r"], ["c"]))
+    none = with_ref(over_seeds(apt.assign(teacher="none"), ["student", "teacher", "scheme"], ["c", "r"], ["c"]))
+    t = pd.concat([none, t], ignore_index=True).rename(columns={"c_std": "gain_c_std"})
     t["gain_c_over_apt"] = t["c"] - t["c_apt"]
     t["gain_r_over_apt"] = t["r"] - t["r_apt"]
     t["_o"] = (t["teacher"] != "none").astype(int)
@@ -313,11 +338,25 @@ TABLE_NAMES = ("main.csv", "zero_shot.csv", "aug_schemes.csv", "ablations.csv", 
                "teacher_student_grid.csv", "robustness_analysis.csv", "claims.csv")
 
 
-def write_tables(runs: pd.DataFrame, out_dir: str | Path, cfg=None) -> dict[str, pd.DataFrame]:
-    """Write every table as CSV under `out_dir` (atomically, 4 significant digits); returns them."""
+def check_names(names) -> list[str]:
+    """Table file names, validated against TABLE_NAMES (a typo names the valid ones)."""
+    from ..errors import ConfigError
+
+    bad = [n for n in names if n not in TABLE_NAMES]
+    if bad:
+        raise ConfigError(f"unknown table {bad}; tables: {', '.join(TABLE_NAMES)}")
+    return list(names)
+
+
+def write_tables(runs: pd.DataFrame, out_dir: str | Path, cfg=None, only=None, exclude=()) -> dict[str, pd.DataFrame]:
+    """Build every table and write them (or `only` those, minus `exclude`) as CSV under `out_dir`
+    (atomically, 4 significant digits); returns every built table."""
     out_dir = Path(out_dir)
+    names = [n for n in check_names(only or TABLE_NAMES) if n not in check_names(exclude)]
     built = build_tables(runs, cfg)
     for name, table in built.items():
+        if name not in names:
+            continue
         with atomic_path(out_dir / name) as tmp:
             table.to_csv(tmp, index=False, float_format="%.4g")
     return built

@@ -1,0 +1,157 @@
+"""Training cost per image: our distillation (cached frozen trunk) vs end-to-end AugMix fine-tuning.
+
+Same student, same images, one run, 1 thread. Per training image both methods process the clean image
+and one augmented view (batch = B clean + B views):
+- ours: the real training step (`distill.step_loss`: shared tunable part + three heads, DESIGN.md §1
+  loss) on cached trunk outputs and cached teacher logits;
+- e2e: the whole student in train mode, CE on the clean images and their AugMix views, all weights updated;
+- cache: the one-off passes per training image of a run with `epochs` epochs and K views per image —
+  trunk on the clean image and its K views, T_orig, the teacher on the K views — spread over the
+  2·epochs images the run trains on per image. View generation is timed separately: end-to-end
+  training must make augmented views too, so it is reported but not charged to either side.
+Goal (issue 7): e2e / ours ≥ 10.
+
+    .venv/bin/python benchmarks/distill.py [--students resnet56_cifar efficientnet_lite0] [--steps 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+os.environ.setdefault("ROBUSTIFY_DATA_MIRROR", str(ROOT.parent / "shared" / "data"))
+
+
+def median_time(fn, steps: int) -> float:
+    fn()  # warm-up
+    ts = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def bench_student(name: str, params, steps: int, batch: int, n_tunable=None, head_depth=None) -> dict:
+    from robustify.augment.views import AugmentSettings, make_views
+    from robustify.data import cifar10
+    from robustify.models.preprocess import Preprocess
+    from robustify.models.registry import create_model, get_spec
+    from robustify.models.student import create_student
+    from robustify.train.distill import step_loss
+    from robustify.train.losses import LossWeights
+
+    cfg = params.distill
+    k_tune = cfg.n_tunable_blocks[name] if n_tunable is None else n_tunable
+    depth = cfg.head_depth if head_depth is None else head_depth
+    size = params.models.image_size.get(name, get_spec(name).image_size)
+    k_views, epochs = cfg.views_per_image, cfg.epochs
+    x = cifar10("train", params.data.val_per_class).x[:batch]
+    y = torch.from_numpy(cifar10("train", params.data.val_per_class).y[:batch])
+    settings = AugmentSettings.from_config(params.teachers)
+    t0 = time.perf_counter()
+    views = make_views(x, "augmix", 7, settings=settings)
+    augmix_s = (time.perf_counter() - t0) / batch
+    t0 = time.perf_counter()
+    make_views(x, "augmix_deepaugment", 7, settings=settings)
+    amda_s = (time.perf_counter() - t0) / batch
+
+    pre = Preprocess.for_model(name, size)
+    xc, xv = pre(torch.from_numpy(x)), pre(torch.from_numpy(views))
+    student = create_student(name, n_tunable_blocks=k_tune, head_depth=depth,
+                             dropout_p=cfg.dropout, placeholder_heads=True)
+    teacher = create_model("resnet20_cifar", pretrained=True).eval()
+    pre_t = Preprocess.for_model("resnet20_cifar")
+    w = LossWeights(cfg.alpha, cfg.tau, cfg.gamma, cfg.lam)
+
+    # one-off cache passes (per image of the batch)
+    trunk_s = median_time(lambda: student.forward_trunk(xc), max(2, steps // 2)) / batch
+    with torch.no_grad():
+        z_c, z_v = student.forward_trunk(xc).half(), student.forward_trunk(xv).half()
+        t_orig = student.forward_head("combined", student.forward_tunable(z_c.float()))
+        t_small = teacher(pre_t(torch.from_numpy(views)))
+    with torch.no_grad():
+        teacher_s = median_time(lambda: teacher(pre_t(torch.from_numpy(views))), max(2, steps // 2)) / batch
+        student.eval()
+        torig_s = median_time(lambda: student.forward_head("combined", student.forward_tunable(z_c.float())), max(2, steps // 2)) / batch
+    cache_per_image = (1 + k_views) * trunk_s + torig_s + k_views * teacher_s  # per training image, per run
+    cache_per_seen = cache_per_image / (2 * epochs)  # spread over the images the run trains on
+
+    # ours: the real training step
+    opt = torch.optim.AdamW(student.trainable_parameters(), lr=1e-4)
+
+    def ours_step():
+        student.train()
+        loss, _ = step_loss(student, z_c, z_v, y, t_orig, t_small, w)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    ours = median_time(ours_step, steps) / (2 * batch)
+
+    # end-to-end AugMix fine-tuning of the whole student
+    model = create_model(name, pretrained=(get_spec(name).load_pretrained is not None), num_classes=10)
+    opt2 = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+    inp = torch.cat([xc, xv])
+    yy = torch.cat([y, y])
+
+    def e2e_step():
+        model.train()
+        loss = F.cross_entropy(model(inp), yy)
+        opt2.zero_grad(set_to_none=True)
+        loss.backward()
+        opt2.step()
+
+    e2e = median_time(e2e_step, steps) / (2 * batch)
+    return {
+        "student": name, "image_size": size, "batch": batch, "n_tunable_blocks": k_tune,
+        "head_depth": depth, "views_per_image": k_views, "epochs": epochs,
+        "ours_ms_per_image": 1e3 * ours, "e2e_ms_per_image": 1e3 * e2e,
+        "cache_ms_per_image_seen": 1e3 * cache_per_seen, "cache_ms_per_train_image_once": 1e3 * cache_per_image,
+        "ours_with_cache_ms_per_image": 1e3 * (ours + cache_per_seen),
+        "view_ms_per_image": {"augmix": 1e3 * augmix_s, "augmix_deepaugment": 1e3 * amda_s},
+        "ratio_e2e_over_ours": e2e / ours, "ratio_e2e_over_ours_with_cache": e2e / (ours + cache_per_seen),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--students", nargs="+", default=["resnet56_cifar", "efficientnet_lite0"])
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--n-tunable", type=int, nargs="+", default=[None], help="override params distill.n_tunable_blocks (several: one row each)")
+    ap.add_argument("--head-depth", type=int, default=None, help="override params distill.head_depth")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "distill.json"))
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    from robustify.config import load_params
+    from robustify.data import mirror
+
+    params = load_params(ROOT / "params.yaml")
+    mirror.configure(params.data.mirror, params.data.cache)
+    rows = []
+    for name, k in [(n, k) for n in args.students for k in args.n_tunable]:
+        r = bench_student(name, params, args.steps, args.batch, k, args.head_depth)
+        rows.append(r)
+        print(f"{name} @ {r['image_size']} px, k={r['n_tunable_blocks']} d={r['head_depth']}: ours {r['ours_ms_per_image']:.3f} ms/img, e2e {r['e2e_ms_per_image']:.3f} ms/img "
+              f"-> {r['ratio_e2e_over_ours']:.1f}x; with the one-off cache ({r['cache_ms_per_image_seen']:.3f} ms/img seen) "
+              f"{r['ratio_e2e_over_ours_with_cache']:.1f}x; views (both methods) augmix {r['view_ms_per_image']['augmix']:.2f}, "
+              f"augmix_deepaugment {r['view_ms_per_image']['augmix_deepaugment']:.2f} ms/img", flush=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"load_avg_1min": os.getloadavg()[0], "threads": 1, "results": rows}, indent=1) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

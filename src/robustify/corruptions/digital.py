@@ -1,0 +1,123 @@
+"""Digital corruptions: contrast, elastic transform, pixelate, JPEG compression."""
+
+from __future__ import annotations
+
+import functools
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+
+from .blur import nchw01, nhwc255
+from .ops import ImageRng, bilinear_sample, gaussian_filter
+from .registry import register_corruption
+
+
+@register_corruption("contrast")
+def contrast(x: torch.Tensor, c, rng: ImageRng, opt: dict) -> torch.Tensor:
+    y = x.float().div_(255.0)
+    means = y.mean(dim=(1, 2), keepdim=True, dtype=torch.float64).float()
+    return y.sub_(means).mul_(c).add_(means).clamp_(0, 1).mul_(255)
+
+
+def _smooth(u: torch.Tensor, sigma, gain: float) -> torch.Tensor:
+    return gaussian_filter(u[:, None], sigma, "symmetric", truncate=3.0)[:, 0] * gain
+
+
+@register_corruption("elastic_transform")
+def elastic_transform(x: torch.Tensor, c, rng: ImageRng, opt: dict) -> torch.Tensor:
+    b, h, w, _ = x.shape
+    y = nchw01(x)
+    dev = x.device
+    gy, gx = torch.meshgrid(torch.arange(h, device=dev, dtype=torch.float32),
+                            torch.arange(w, device=dev, dtype=torch.float32), indexing="ij")
+    # the reference's own draws (numpy's legacy stream for the image seed), in its order:
+    # [affine jitter (cifar)], uniform field for dx, uniform field for dy
+    affine = opt["elastic"] == "affine"
+    scale = h / 32.0
+    jitter = c[2] * scale if affine else 0.0
+    draws = [r.random_sample(6 * affine + 2 * h * w) for r in rng.legacy()]
+    u = torch.as_tensor(np.stack(draws), dtype=torch.float64, device=dev)
+    if affine:  # make_cifar_c.py: random affine, then the displacement field
+        alpha, sigma = c[0] * scale, c[1] * scale
+        y = _random_affine(y, (u[:, :6].cpu().numpy() * (2 * jitter) - jitter).astype(np.float32).reshape(b, 3, 2))
+        lim = 1.0
+    else:  # the reference package: sigma 1% of each side, uniform ±0.5% of the height
+        alpha, sigma, lim = c, (h * 0.01, w * 0.01), h * 0.005
+    fields = (u[:, 6 * affine:] * (2 * lim) - lim).float().reshape(b, 2, h, w)
+    dx = _smooth(fields[:, 0], sigma, alpha)
+    dy = _smooth(fields[:, 1], sigma, alpha)
+    return nhwc255(bilinear_sample(y, gy + dy, gx + dx, "symmetric"))
+
+
+def _random_affine(y: torch.Tensor, jit: np.ndarray) -> torch.Tensor:
+    """cv2.warpAffine(img, getAffineTransform(pts1, pts1 + U(±jitter)), BORDER_REFLECT_101), batched."""
+    import cv2
+
+    b, _, h, w = y.shape
+    centre = np.float32([h, w]) // 2
+    sq = min(h, w) // 3
+    pts1 = np.float32([centre + sq, [centre[0] + sq, centre[1] - sq], centre - sq])
+    inv = np.stack([cv2.invertAffineTransform(cv2.getAffineTransform(pts1, pts1 + j)) for j in jit])
+    inv = torch.as_tensor(inv, dtype=torch.float32, device=y.device)
+    gy, gx = torch.meshgrid(torch.arange(h, device=y.device, dtype=torch.float32),
+                            torch.arange(w, device=y.device, dtype=torch.float32), indexing="ij")
+    sx = inv[:, 0, 0, None, None] * gx + inv[:, 0, 1, None, None] * gy + inv[:, 0, 2, None, None]
+    sy = inv[:, 1, 0, None, None] * gx + inv[:, 1, 1, None, None] * gy + inv[:, 1, 2, None, None]
+    return bilinear_sample(y, sy, sx, "reflect101")
+
+
+def _per_image(fn, x: torch.Tensor) -> torch.Tensor:
+    """Run a PIL function on each image in threads (PIL releases the GIL)."""
+    arr = x.cpu().numpy()
+    workers = max(1, min(len(arr), torch.get_num_threads()))
+    if workers == 1:
+        out = [fn(a) for a in arr]
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            out = list(pool.map(fn, arr))
+    return torch.as_tensor(np.stack(out), device=x.device)
+
+
+@register_corruption("pixelate")
+def pixelate(x: torch.Tensor, c, rng: ImageRng, opt: dict) -> torch.Tensor:
+    from PIL import Image
+
+    up = Image.NEAREST if opt["pixelate_up"] == "nearest" else Image.BOX
+    h, w = x.shape[1:3]
+
+    def one(a):
+        im = Image.fromarray(a).resize((max(1, int(w * c)), max(1, int(h * c))), Image.BOX)
+        return np.asarray(im.resize((w, h), up))
+
+    return _per_image(one, x)
+
+
+@register_corruption("jpeg_compression")
+def jpeg_compression(x: torch.Tensor, c, rng: ImageRng, opt: dict) -> torch.Tensor:
+    """PIL's save(quality=c) + reopen. Done by torchvision's batched libjpeg calls on the CPU when
+    available (bit-identical to the PIL round trip here: same library, same 4:2:0 defaults; a test
+    checks it against the reference), else by PIL per image."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torchvision 0.29 deprecates its codecs
+            from torchvision.io import decode_jpeg, encode_jpeg
+
+            imgs = list(x.cpu().permute(0, 3, 1, 2).contiguous().unbind(0))
+            dec = decode_jpeg(encode_jpeg(imgs, quality=int(c)))
+        return torch.stack(dec).permute(0, 2, 3, 1).to(x.device)
+    except (ImportError, AttributeError, RuntimeError):
+        return _per_image(functools.partial(_pil_jpeg, quality=int(c)), x)
+
+
+def _pil_jpeg(a: np.ndarray, quality: int) -> np.ndarray:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, "JPEG", quality=quality)
+    buf.seek(0)
+    return np.asarray(Image.open(buf).convert("RGB"))

@@ -1,0 +1,74 @@
+"""Noise corruptions: gaussian, shot (Poisson) and impulse (salt & pepper) noise."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+from scipy import stats
+
+from .ops import ImageRng
+from .registry import register_corruption
+
+
+@register_corruption("gaussian_noise")
+def gaussian_noise(x: torch.Tensor, c: float, rng: ImageRng, opt: dict) -> torch.Tensor:
+    n = rng.randn("gaussian_noise", *x.shape[1:])
+    return (x.float() / 255.0 + n * c).clamp_(0, 1) * 255
+
+
+@functools.lru_cache(maxsize=16)
+def _poisson_tables(c: float, bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each pixel value v: CDF of Poisson(v/255·c) over k = 0..⌈c⌉ (k ≥ c all clip to 255), the
+    smallest k per u-bin (inverse-CDF start), and the reference's output uint8(clip(k/c, 0, 1)·255)."""
+    kmax = int(np.ceil(c))
+    lam = (np.arange(256) / 255.0) * c
+    k = np.arange(kmax + 1)
+    cdf = stats.poisson.cdf(k[None, :], lam[:, None])
+    cdf[:, -1] = 1.0  # every k ≥ kmax gives the same output
+    grid = np.arange(bins) / bins
+    start = np.stack([np.searchsorted(row, grid, side="left") for row in cdf]).clip(0, kmax)
+    out = np.uint8(np.clip(k / float(c), 0, 1) * 255)
+    return cdf.astype(np.float32), start.astype(np.int32), out
+
+
+@register_corruption("shot_noise")
+def shot_noise(x: torch.Tensor, c: float, rng: ImageRng, opt: dict) -> torch.Tensor:
+    """Exact inverse-CDF Poisson sampling: only 256 distinct rates, so small tables replace sampling."""
+    bins = 256
+    cdf_np, start_np, out_np = _poisson_tables(float(c), bins)
+    dev = x.device
+    kp1 = cdf_np.shape[1]
+    cdf = torch.as_tensor(cdf_np, device=dev).reshape(-1)
+    start = torch.as_tensor(start_np, device=dev).reshape(-1)
+    out_lut = torch.as_tensor(out_np, device=dev)
+    u = rng.rand("shot_noise", *x.shape[1:]).reshape(-1)
+    v = x.reshape(-1).int()
+    k = start.index_select(0, v * bins + (u * bins).int())
+    base = v * kp1
+    for _ in range(2):  # a couple of vectorised steps resolve nearly everything...
+        k += (cdf.index_select(0, base + k) < u).int()
+    todo = (cdf.index_select(0, base + k) < u).nonzero().reshape(-1)
+    while todo.numel():  # ...the rare rest exactly
+        kk = k[todo] + 1
+        k[todo] = kk
+        todo = todo[cdf.index_select(0, base[todo] + kk) < u[todo]]
+    return out_lut.index_select(0, k).reshape(x.shape)
+
+
+@register_corruption("impulse_noise")
+def impulse_noise(x: torch.Tensor, c: float, rng: ImageRng, opt: dict) -> torch.Tensor:
+    """skimage random_noise('s&p', amount=c, salt_vs_pepper=0.5): per channel value, from the same
+    stream the reference uses (np.random.default_rng(seed): flip draws, then salt draws). Untouched
+    values survive the reference's v/255·255 truncation unchanged (all 256 checked): uint8 throughout."""
+    shape = tuple(x.shape[1:])
+    n = int(np.prod(shape))
+    u = np.empty((len(rng), 2, n))
+    for i, g in enumerate(rng.numpy_generators()):
+        g.random(out=u[i, 0])
+        g.random(out=u[i, 1])
+    u = torch.as_tensor(u, device=x.device).reshape(len(rng), 2, *shape)
+    flipped = u[:, 0] <= c
+    salt = (u[:, 1] <= 0.5).to(torch.uint8) * 255
+    return torch.where(flipped, salt, x)

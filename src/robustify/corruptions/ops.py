@@ -1,0 +1,340 @@
+"""Batched torch building blocks shared by the corruptions (padding, filters, zoom, sampling, RNG).
+
+Images inside the engine are float32 NCHW tensors; every helper works on any device.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+_MASK64 = (1 << 64) - 1
+
+
+# ---------------------------------------------------------------------------------------------
+# per-image random streams
+
+
+def _splitmix64(z: int) -> int:
+    z = (z + 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+@functools.lru_cache(maxsize=None)
+def _stream_key(stream: str) -> int:
+    import hashlib
+
+    return int.from_bytes(hashlib.blake2b(stream.encode(), digest_size=8).digest(), "little")
+
+
+class ImageRng:
+    """Random draws per image, keyed only by the image's seed, so output never depends on batching.
+
+    Two kinds: torch generators per (image seed, named draw) for the per-pixel noise we cannot take
+    from the reference (gaussian, shot, glass offsets), and numpy's own streams seeded exactly as the
+    reference engine seeds them (`legacy`, `numpy_generators`) wherever drawing the reference's
+    numbers is cheap: then our output equals the reference's for the same seed.
+    """
+
+    def __init__(self, seeds: Sequence[int], device: torch.device):
+        self.seeds = [int(s) for s in seeds]
+        self.device = torch.device(device)
+
+    def __len__(self) -> int:
+        return len(self.seeds)
+
+    def _gen(self, seed: int, stream: str) -> torch.Generator:
+        key = _splitmix64(seed ^ _stream_key(stream))
+        g = torch.Generator(device=self.device)
+        g.manual_seed(key & ((1 << 63) - 1))
+        return g
+
+    def _draw(self, stream: str, fn) -> torch.Tensor:
+        return torch.stack([fn(self._gen(s, stream)) for s in self.seeds])
+
+    def rand(self, stream: str, *shape: int) -> torch.Tensor:
+        """(B, *shape) uniform [0, 1) float32."""
+        return self._draw(stream, lambda g: torch.rand(shape, generator=g, device=self.device))
+
+    def randn(self, stream: str, *shape: int) -> torch.Tensor:
+        return self._draw(stream, lambda g: torch.randn(shape, generator=g, device=self.device))
+
+    def randint(self, stream: str, low: int, high: int, *shape: int) -> torch.Tensor:
+        """(B, *shape) int64 in [low, high)."""
+        return self._draw(stream, lambda g: torch.randint(low, high, shape, generator=g, device=self.device))
+
+    def legacy(self):
+        """numpy's legacy generator per image (one object, re-seeded: iterate, draw, move on), seeded as
+        the reference engine seeds numpy (seed mod 2^32).
+
+        Used for the reference's own draws of motion blur (angle), frost (picture, crop), snow (field,
+        angle), fog (plasma wibbles) and elastic (fields): they match the reference for the same seed.
+        """
+        rs = np.random.RandomState(0)
+        for s in self.seeds:
+            rs.seed(s % (1 << 32))
+            yield rs
+
+    def numpy_generators(self):
+        """np.random.default_rng(seed mod 2^32) per image: the stream skimage's random_noise draws from
+        when the reference engine passes it the image seed."""
+        for s in self.seeds:
+            yield np.random.default_rng(s % (1 << 32))
+
+
+# ---------------------------------------------------------------------------------------------
+# padding by index (any pad size, any image size)
+
+
+def pad_index(n: int, before: int, after: int, mode: str, device) -> torch.Tensor:
+    """Source indices of a padded axis. mode: edge | reflect101 (cv2 default) | symmetric (scipy 'reflect')."""
+    return _wrap(torch.arange(-before, n + after, device=device), n, mode)
+
+
+_NATIVE = {"edge": "replicate", "reflect101": "reflect"}
+
+
+def pad2d(x: torch.Tensor, top: int, bottom: int, left: int, right: int, mode: str) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    if mode in _NATIVE and x.ndim == 4 and (mode == "edge" or max(top, bottom) < h and max(left, right) < w):
+        return F.pad(x, (left, right, top, bottom), mode=_NATIVE[mode])
+    x = x.index_select(-2, pad_index(h, top, bottom, mode, x.device))
+    return x.index_select(-1, pad_index(w, left, right, mode, x.device))
+
+
+# ---------------------------------------------------------------------------------------------
+# filters
+
+
+def gaussian_kernel1d(sigma: float, truncate: float) -> np.ndarray:
+    """scipy.ndimage.gaussian_filter1d's kernel (radius = int(truncate * sigma + 0.5))."""
+    radius = int(truncate * float(sigma) + 0.5)
+    x = np.arange(-radius, radius + 1)
+    phi = np.exp(-0.5 / (sigma * sigma) * x ** 2)
+    return phi / phi.sum()
+
+
+def gaussian_filter(x: torch.Tensor, sigma, mode: str, truncate: float = 4.0) -> torch.Tensor:
+    """scipy.ndimage.gaussian_filter over the last two axes of (N, C, H, W); sigma: float or (sy, sx)."""
+    sy, sx = (sigma, sigma) if np.isscalar(sigma) else sigma
+    h, w = x.shape[-2:]
+    if sy > 0:
+        x = _shift_sum(pad2d(x, *(2 * [len(gaussian_kernel1d(sy, truncate)) // 2]), 0, 0, mode), gaussian_kernel1d(sy, truncate), -2, h)
+    if sx > 0:
+        x = _shift_sum(pad2d(x, 0, 0, *(2 * [len(gaussian_kernel1d(sx, truncate)) // 2]), mode), gaussian_kernel1d(sx, truncate), -1, w)
+    return x
+
+
+def _shift_sum(xp: torch.Tensor, k: np.ndarray, dim: int, n: int) -> torch.Tensor:
+    """1-D correlation along `dim` of an already padded tensor as a sum of shifted slices (fast for short kernels)."""
+    if len(k) == 1:
+        return xp
+    out = xp.narrow(dim, 0, n) * float(k[0])
+    for j in range(1, len(k)):
+        out.add_(xp.narrow(dim, j, n), alpha=float(k[j]))
+    return out
+
+
+def _fft_size(n: int) -> int:
+    """Next 2^a 3^b 5^c ≥ n (fast FFT lengths)."""
+    best = n
+    while True:
+        m = best
+        for p in (2, 3, 5):
+            while m % p == 0:
+                m //= p
+        if m == 1:
+            return best
+        best += 1
+
+
+def correlate(x: torch.Tensor, kernel: torch.Tensor, mode: str) -> torch.Tensor:
+    """out[h, w] = Σ k[a, b] · xpad[h + a, w + b], 'same' size, kernel centred (odd sides).
+
+    x: (N, C, H, W); kernel: (kh, kw) shared, or (N, kh, kw) one per image. Large kernels use the FFT.
+    """
+    n, c, h, w = x.shape
+    kh, kw = kernel.shape[-2:]
+    ry, rx = kh // 2, kw // 2
+    xp = pad2d(x, ry, ry, rx, rx, mode)
+    if kernel.ndim == 2 and kh * kw <= 81:
+        wgt = kernel.to(x.dtype).view(1, 1, kh, kw)
+        return F.conv2d(xp.reshape(n * c, 1, *xp.shape[-2:]), wgt).reshape(n, c, h, w)
+    hp, wp = _fft_size(xp.shape[-2]), _fft_size(xp.shape[-1])
+    X = torch.fft.rfft2(xp, s=(hp, wp))
+    k = kernel.to(x.dtype)
+    K = torch.fft.rfft2(k, s=(hp, wp))
+    K = K.unsqueeze(1) if kernel.ndim == 3 else K
+    out = torch.fft.irfft2(X * K.conj(), s=(hp, wp))
+    return out[..., :h, :w]
+
+
+# ---------------------------------------------------------------------------------------------
+# geometry
+
+
+def zoom_shape(n: int, z: float) -> tuple[int, int, int]:
+    """The reference clipped_zoom along one axis: (crop start, crop length, zoomed length)."""
+    ch = int(np.ceil(n / float(z)))
+    top = (n - ch) // 2
+    return top, ch, int(round(ch * z))
+
+
+def clipped_zoom(x: torch.Tensor, z: float) -> torch.Tensor:
+    """Centre crop of 1/z of each side, zoomed back with scipy.ndimage.zoom(order=1) geometry.
+
+    Returns the full zoomed crop (≥ the input size); callers choose how to cut it back.
+    """
+    h, w = x.shape[-2:]
+    t0, c0, o0 = zoom_shape(h, z)
+    t1, c1, o1 = zoom_shape(w, z)
+    crop = x[..., t0:t0 + c0, t1:t1 + c1]
+    # scipy zoom(grid_mode=False) maps output o to input o*(in-1)/(out-1): align_corners=True
+    return F.interpolate(crop, size=(o0, o1), mode="bilinear", align_corners=True)
+
+
+def numba_threads(n: int) -> None:
+    """Give the compiled CPU loops as many threads as torch has (they run one after the other)."""
+    import numba
+
+    from . import _cpu_kernels  # noqa: F401  (selects numba's threading layer first)
+
+    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+
+
+def motion_shifts(angles_deg: np.ndarray, radius: int, sigma: float, shape: tuple[int, int]):
+    """The reference `_motion_blur` as shifts: (dy, dx) int64 (B, width) and weights float64 (B, width).
+
+    Copy i is the image shifted by (dy_i, dx_i) with edge replication, weighted by a Gaussian in i;
+    the reference stops at the first shift that leaves the image (weight 0 from there on).
+    """
+    width = radius * 2 + 1
+    k = np.exp(-(np.arange(width) ** 2) / (2 * sigma ** 2)) / (np.sqrt(2 * np.pi) * sigma)
+    k = k / k.sum()
+    a = np.deg2rad(np.asarray(angles_deg, dtype=np.float64))
+    p0, p1 = width * np.sin(a), width * np.cos(a)
+    hyp = np.hypot(p0, p1)
+    i = np.arange(width)[None, :]
+    dy = -np.ceil((i * p0[:, None]) / hyp[:, None] - 0.5).astype(np.int64)
+    dx = -np.ceil((i * p1[:, None]) / hyp[:, None] - 0.5).astype(np.int64)
+    inside = (np.abs(dy) < shape[0]) & (np.abs(dx) < shape[1])
+    valid = np.cumprod(inside, axis=1).astype(bool)
+    return dy, dx, k[None, :] * valid
+
+
+def motion_blur(x: torch.Tensor, angles_deg: np.ndarray, radius: int, sigma: float, compiled: bool = True) -> torch.Tensor:
+    """The reference `_motion_blur` on (B, C, H, W), one angle per image.
+
+    CPU: a compiled loop of shifted copies (numba); other devices (or compiled=False): gathered
+    shifted copies for small images, an FFT with per-image kernels for large ones.
+    """
+    b, c, h, w = x.shape
+    dy, dx, wt = motion_shifts(angles_deg, radius, sigma, (h, w))
+    p = int(max(np.abs(dy).max(), np.abs(dx).max(), 1))
+    if compiled and x.device.type == "cpu":
+        from ._cpu_kernels import motion_sum
+
+        numba_threads(torch.get_num_threads())
+        xp = F.pad(x, (p, p, p, p), mode="replicate")
+        return torch.from_numpy(motion_sum(xp.numpy(), dy, dx, wt, p, tuple(x.shape)))
+    if h * w > 96 * 96:
+        width = 2 * p + 1
+        kern = np.zeros((b, width, width), dtype=np.float64)
+        bi = np.repeat(np.arange(b), dy.shape[1])
+        np.add.at(kern, (bi, (p - dy).ravel(), (p - dx).ravel()), wt.ravel())
+        return correlate(x, torch.as_tensor(kern, dtype=torch.float32, device=x.device), "edge")
+    xp = F.pad(x, (p, p, p, p), mode="replicate")
+    hp, wp = xp.shape[-2:]
+    flat = xp.reshape(b, c, hp * wp)
+    base = ((torch.arange(h, device=x.device)[:, None] + p) * wp + torch.arange(w, device=x.device)[None, :] + p).reshape(1, 1, -1)
+    off = torch.as_tensor(-dy * wp - dx, device=x.device)
+    wts = torch.as_tensor(wt, dtype=x.dtype, device=x.device)
+    out = torch.zeros(b, c, h * w, dtype=x.dtype, device=x.device)
+    for j in range(dy.shape[1]):
+        if not wt[:, j].any():
+            break
+        idx = (base + off[:, j, None, None]).expand(b, c, h * w)
+        out.add_(flat.gather(2, idx) * wts[:, j, None, None])
+    return out.reshape(b, c, h, w)
+
+
+def bilinear_sample(x: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, mode: str) -> torch.Tensor:
+    """x (B, C, H, W) at float pixel coordinates ys, xs (B, H', W'), order 1.
+
+    mode "symmetric" is scipy's map_coordinates(mode='reflect'), "reflect101" cv2's BORDER_REFLECT_101,
+    "edge" replication; all three are grid_sample's reflection/border padding with the matching
+    corner convention.
+    """
+    h, w = x.shape[-2:]
+    if mode == "symmetric":
+        gx, gy = (xs + 0.5) / w * 2 - 1, (ys + 0.5) / h * 2 - 1
+        align, pad = False, "reflection"
+    elif mode == "reflect101":
+        gx, gy = xs / max(w - 1, 1) * 2 - 1, ys / max(h - 1, 1) * 2 - 1
+        align, pad = True, "reflection"
+    else:
+        gx, gy = xs / max(w - 1, 1) * 2 - 1, ys / max(h - 1, 1) * 2 - 1
+        align, pad = True, "border"
+    grid = torch.stack([gx, gy], dim=-1).to(x.dtype)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode=pad, align_corners=align)
+
+
+def _wrap(i: torch.Tensor, n: int, mode: str) -> torch.Tensor:
+    if mode == "edge" or n == 1:
+        return i.clamp(0, n - 1)
+    if mode == "symmetric":
+        m = i.remainder(2 * n)
+        return torch.where(m < n, m, 2 * n - 1 - m)
+    if mode == "reflect101":
+        m = i.remainder(2 * n - 2)
+        return torch.where(m < n, m, 2 * n - 2 - m)
+    raise ValueError(mode)
+
+
+def next_power_of_2(x: int) -> int:
+    return 1 if x == 0 else 2 ** (x - 1).bit_length()
+
+
+def plasma_fractal(rng: ImageRng, mapsize: int, wibbledecay: float) -> torch.Tensor:
+    """The reference diamond-square heightmap, one per image: (B, mapsize, mapsize) in [0, 1].
+
+    Its M² - 1 uniforms are the reference's own (numpy's legacy stream for the image seed, consumed
+    in the same order), so the map equals the reference's up to float32 rounding.
+    """
+    b = len(rng)
+    dev = rng.device
+    m = torch.zeros(b, mapsize, mapsize, device=dev)
+    u = torch.as_tensor(np.stack([r.random_sample(mapsize * mapsize - 1) for r in rng.legacy()]), dtype=torch.float32, device=dev)
+    used = 0
+    stepsize = mapsize
+    wibble = 100.0
+
+    def wibbled(a):
+        nonlocal used
+        n = a[0].numel()
+        r = u[:, used:used + n].reshape(a.shape)
+        used += n
+        return a / 4 + wibble * (r * (2 * wibble) - wibble)
+
+    while stepsize >= 2:
+        half = stepsize // 2
+        corner = m[:, 0::stepsize, 0::stepsize]
+        sq = corner + torch.roll(corner, -1, 1)
+        sq = sq + torch.roll(sq, -1, 2)
+        m[:, half::stepsize, half::stepsize] = wibbled(sq)
+        dr = m[:, half::stepsize, half::stepsize]
+        ul = m[:, 0::stepsize, 0::stepsize]
+        lt = dr + torch.roll(dr, 1, 1) + ul + torch.roll(ul, -1, 2)
+        m[:, 0::stepsize, half::stepsize] = wibbled(lt)
+        tt = dr + torch.roll(dr, 1, 2) + ul + torch.roll(ul, -1, 1)
+        m[:, half::stepsize, 0::stepsize] = wibbled(tt)
+        stepsize //= 2
+        wibble /= wibbledecay
+    m = m - m.amin(dim=(1, 2), keepdim=True)
+    return m / m.amax(dim=(1, 2), keepdim=True)

@@ -1,0 +1,49 @@
+# Teacher robustification (issue 6): the DeepAugment image set, then every teacher × scheme × seed
+# (params: models.teachers × teachers.schemes × seeds).
+
+TEACHER_SCHEMES = config["teachers"]["schemes"]
+TEACHER_RECORDS = expand("results/metrics/teachers/{teacher}_{scheme}_s{seed}.json",
+                         teacher=TEACHERS, scheme=TEACHER_SCHEMES, seed=SEEDS)
+
+
+rule deepaugment:
+    input:
+        "data/raw/manifest.json",
+    output:
+        "data/deepaugment/{split}.npz",
+    log:
+        "logs/deepaugment/{split}.log",
+    wildcard_constraints:
+        split="train|val|train_full|test",
+    threads: workflow.cores
+    conda:
+        "../envs/train.yaml"
+    shell:
+        "robustify deepaugment --split {wildcards.split} --threads {threads} --out {output} > {log} 2>&1"
+
+
+rule robustify_teacher:
+    input:
+        data="data/raw/manifest.json",
+        pool=deepaugment_pool,
+    output:
+        teacher="results/checkpoints/teachers/{teacher}_{scheme}_s{seed}.pt",
+        record="results/metrics/teachers/{teacher}_{scheme}_s{seed}.json",
+    params:
+        pool=deepaugment_arg,
+    log:
+        "logs/teachers/{teacher}_{scheme}_s{seed}.log",
+    wildcard_constraints:
+        teacher="|".join(TEACHERS),
+        scheme="augmix|deepaugment|pixmix|augmix_deepaugment|pixmix_augmix",
+    threads: workflow.cores
+    conda:
+        "../envs/train.yaml"
+    shell:
+        "robustify robustify-teacher --teacher {wildcards.teacher} --scheme {wildcards.scheme} --seed {wildcards.seed}"
+        " {params.pool} --threads {threads} --out {output.teacher} --record {output.record} > {log} 2>&1"
+
+
+rule teachers:
+    input:
+        TEACHER_RECORDS,
