@@ -29,6 +29,18 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
+def known_names(values: list[str], valid: tuple, what: str) -> list[str]:
+    """Names from a registry, each once; an unknown one gets a did-you-mean."""
+    for name in values:
+        if name not in valid:
+            guess = difflib.get_close_matches(name, valid, n=1)
+            hint = f"did you mean '{guess[0]}'?" if guess else f"valid: {', '.join(valid)}"
+            raise ValueError(f"unknown {what} '{name}'; {hint}")
+    if len(set(values)) != len(values):
+        raise ValueError(f"a {what} is listed twice; list each once")
+    return values
+
+
 class DataConfig(Strict):
     """Where raw data comes from and where prepared data goes."""
 
@@ -209,14 +221,7 @@ class TeachersConfig(Strict):
     @field_validator("schemes")
     @classmethod
     def _schemes(cls, v: list[str]) -> list[str]:
-        for s in v:
-            if s not in SCHEMES:
-                guess = difflib.get_close_matches(s, SCHEMES, n=1)
-                hint = f"did you mean '{guess[0]}'? " if guess else ""
-                raise ValueError(f"unknown scheme '{s}'; {hint}valid: {', '.join(SCHEMES)}")
-        if len(set(v)) != len(v):
-            raise ValueError("schemes must not repeat")
-        return v
+        return known_names(v, SCHEMES, "scheme")
 
     @field_validator("severities")
     @classmethod
@@ -269,12 +274,7 @@ class DistillConfig(Strict):
     @field_validator("schemes")
     @classmethod
     def _schemes(cls, v: list[str]) -> list[str]:
-        for s in v:
-            if s not in SCHEMES:
-                guess = difflib.get_close_matches(s, SCHEMES, n=1)
-                hint = f"did you mean '{guess[0]}'? " if guess else ""
-                raise ValueError(f"unknown scheme '{s}'; {hint}valid: {', '.join(SCHEMES)}")
-        return v
+        return known_names(v, SCHEMES, "scheme")
 
     @model_validator(mode="after")
     def _depths(self) -> "DistillConfig":
@@ -322,11 +322,7 @@ class BaselinesConfig(Strict):
     @field_validator("scheme")
     @classmethod
     def _scheme(cls, v: str) -> str:
-        if v not in SCHEMES:
-            guess = difflib.get_close_matches(v, SCHEMES, n=1)
-            hint = f"did you mean '{guess[0]}'? " if guess else ""
-            raise ValueError(f"unknown scheme '{v}'; {hint}valid: {', '.join(SCHEMES)}")
-        return v
+        return known_names([v], SCHEMES, "scheme")[0]
 
     @field_validator("wise_alphas")
     @classmethod
@@ -355,14 +351,7 @@ class CorruptionsConfig(Strict):
     @field_validator("names")
     @classmethod
     def _known_names(cls, v: list[str]) -> list[str]:
-        for name in v:
-            if name not in CORRUPTION_NAMES:
-                guess = difflib.get_close_matches(name, CORRUPTION_NAMES, n=1)
-                hint = f"did you mean '{guess[0]}'?" if guess else f"known: {', '.join(CORRUPTION_NAMES)}"
-                raise ValueError(f"unknown corruption '{name}'; {hint}")
-        if len(set(v)) != len(v):
-            raise ValueError("names are listed twice; list each corruption once")
-        return v
+        return known_names(v, CORRUPTION_NAMES, "corruption")
 
     @field_validator("severities")
     @classmethod

@@ -25,12 +25,14 @@ def run(args) -> None:
 
     from ..augment.deepaugment import deepaugment_images
     from ..data import cifar10
+    from ..data.splits import split as data_split
     from ..io import save_npz
 
     d = params.teachers.deepaugment
     out = Path(args.out or Path(params.data.root) / "deepaugment" / f"{args.split}.npz")
     check_writable(out)
-    ds = cifar10(args.split, params.data.val_per_class)
+    # the pool must line up row by row with the split the teacher trains on (data.* caps included)
+    ds = data_split(params.data, args.split) if args.split in ("train", "val", "test") else cifar10(args.split, params.data.val_per_class)
     t0 = time.perf_counter()
     x = deepaugment_images(ds.x, d.seed, channels=d.channels, edsr_blocks=d.edsr_blocks,
                            strength=(d.strength_min, d.strength_max),

@@ -42,6 +42,7 @@ def run(args) -> None:
 
     from ..config import params_hash
     from ..data import cifar10
+    from ..data.splits import split as data_split
     from ..data.datasets import load_npz
     from ..errors import DataError
     from ..models import Preprocess, create_model
@@ -54,7 +55,7 @@ def run(args) -> None:
     record_path = Path(args.record or f"results/metrics/teachers/{stem}.json")
     check_writable(out, record_path)
 
-    train = cifar10("train", params.data.val_per_class)
+    train = data_split(params.data, "train")
     keep = np.arange(len(train)) if cfg.train_per_class is None else np.flatnonzero(
         np.isin(np.arange(len(train)), np.concatenate([np.flatnonzero(train.y == c)[:cfg.train_per_class] for c in range(10)])))
     pool = None
@@ -82,7 +83,7 @@ def run(args) -> None:
     cc = getattr(params, "corruptions", None)  # the corruption engine's settings (issue 5), shared with evaluation
     table, engine = (cc.table, cc.engine) if cc is not None else ("cifar", "ours")
     pre = Preprocess.for_model(args.teacher)
-    test = cifar10("test").head(params.data.test_per_class)  # smoke presets cap it (data.test_per_class); null = all
+    test = data_split(params.data, "test")  # smoke presets cap it (data.test_per_class); null = all
     clean = T.accuracy(teacher, pre, test.x, test.y)
     sub = test.head(cfg.test_c_per_class)
     log.info("CIFAR-10-C estimate on %d test images × %d corruptions × severities %s (engine %s, table %s)",
