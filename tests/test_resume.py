@@ -94,7 +94,8 @@ def assert_no_partial_files(root: Path) -> None:
     """Every file under its final name parses; no temporary file is left over."""
     import torch
 
-    assert not [p for p in root.rglob("*.tmp")], "temporary files left behind"
+    left = [str(p) for p in root.rglob("*.tmp")]
+    assert not left, f"temporary files left behind: {left}"
     for p in root.rglob("*"):
         if not p.is_file():
             continue

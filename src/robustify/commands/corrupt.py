@@ -148,7 +148,7 @@ def generate(ds, out: Path, names: list[str], severities: list[int], settings: d
     progress_file = out / ".progress.json"
     done = _read_progress(progress_file, settings, out)
     (out / "manifest.json").unlink(missing_ok=True)  # rewritten last; absent while the copy is incomplete
-    for stale in out.glob("*/*/.*.npz.*.tmp"):  # temp files of a killed run (never renamed, never listed)
+    for stale in out.rglob(".*.tmp"):  # atomic_path temp files of a killed run: chunks, sidecars, ledger
         stale.unlink(missing_ok=True)
     starts = list(range(0, n, chunk))
     todo = [(c, s, i, a) for c in names for s in severities for i, a in enumerate(starts)]
