@@ -17,6 +17,17 @@ MIRROR = Path(os.environ["ROBUSTIFY_DATA_MIRROR"])
 VENV_BIN = Path(sys.executable).parent
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Training tests run with 1 torch thread: deterministic and fair to a loaded 2-core machine."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture
 def cli(capsys):
     """Run `robustify …` in-process; returns (exit code, stdout, stderr)."""

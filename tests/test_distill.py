@@ -24,12 +24,7 @@ from robustify.train.losses import LossWeights  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: 1 torch thread for this module
 
 
 def flip_views(images: np.ndarray, seed: int) -> np.ndarray:

@@ -20,12 +20,7 @@ from robustify.models.student import HEADS, MultiHeadStudent, create_student, sp
 SPLITS = [("resnet8_cifar", 32, 2), ("tiny_vit", 32, 2), ("tiny_clip", 32, 2), ("efficientnet_lite0", 64, 3)]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: 1 torch thread for this module
 
 
 def _student(name: str, k: int, d: int, p: float = 0.1) -> tuple[MultiHeadStudent, nn.Module]:
