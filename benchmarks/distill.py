@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -32,15 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("ROBUSTIFY_DATA_MIRROR", str(ROOT.parent / "shared" / "data"))
 
-
-def median_time(fn, steps: int) -> float:
-    fn()  # warm-up
-    ts = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
+from _timing import median_time  # noqa: E402
 
 
 def bench_student(name: str, params, steps: int, batch: int, n_tunable=None, head_depth=None) -> dict:
