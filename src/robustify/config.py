@@ -201,7 +201,7 @@ class TeachersConfig(Strict):
     """Teacher robustification: fine-tune each teacher from its pretrained weights under each scheme."""
 
     schemes: list[str] = Field(default_factory=lambda: [DEFAULT_SCHEME], min_length=1, description=f"subset of {', '.join(SCHEMES)}")
-    epochs: int = Field(5, ge=1, le=1000)
+    epochs: int | dict[str, int] = Field(5, description="fine-tuning epochs; a mapping teacher -> epochs gives each teacher its own budget")
     lr: float = Field(0.05, gt=0, le=10, description="peak learning rate of the one-cycle schedule (SGD, Nesterov)")
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(5e-4, ge=0)
@@ -222,6 +222,25 @@ class TeachersConfig(Strict):
     @classmethod
     def _schemes(cls, v: list[str]) -> list[str]:
         return known_names(v, SCHEMES, "scheme")
+
+    @field_validator("epochs")
+    @classmethod
+    def _epochs(cls, v):
+        items = dict(v) if isinstance(v, dict) else {"epochs": v}
+        if isinstance(v, dict):
+            known_names(list(v), MODEL_NAMES, "teacher")
+        for k, n in items.items():
+            if not 1 <= n <= 1000:
+                raise ValueError(f"{k}: {n} epochs; give 1 to 1000")
+        return v
+
+    def for_teacher(self, teacher: str) -> "TeachersConfig":
+        """This config with `epochs` resolved for `teacher` (the int itself, or its entry in the mapping)."""
+        if isinstance(self.epochs, int):
+            return self
+        if teacher not in self.epochs:
+            raise ConfigError(f"teachers.epochs has no entry for {teacher}; add '{teacher}: N' or give one number")
+        return self.model_copy(update={"epochs": self.epochs[teacher]})
 
     @field_validator("severities")
     @classmethod
@@ -302,7 +321,7 @@ class BaselinesConfig(Strict):
         default_factory=lambda: ["original", "linear_probe", "e2e", "wise_e2e", "vpt", "apt"],
         description="baselines the workflow runs; zero_shot needs open_clip students")
     scheme: str = Field("augmix", description="views of E2E and VPT (AugMix + JSD = the paper's E2E); a scheme of teachers.schemes' list")
-    train_per_class: Optional[int] = Field(None, ge=1, le=1000, description="cap on E2E/VPT training images per class (smoke runs, measurements); null = the whole train split")
+    train_per_class: Optional[int] = Field(None, ge=1, description="cap on E2E/VPT training images per class (smoke runs, the default budget); null = the whole train split")
     e2e_epochs: int = Field(3, ge=1, le=1000)
     e2e_lr: float = Field(0.01, gt=0, le=10, description="peak learning rate (SGD Nesterov, one-cycle); lower than a teacher's: the student is fine-tuned, not retrained")
     e2e_batch_size: int = Field(128, ge=2, le=4096, description="source images per step (each with its views)")

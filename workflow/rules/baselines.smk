@@ -42,7 +42,9 @@ rule original:
 BASELINES = config.get("baselines", {})
 BASELINE_METHODS = BASELINES.get("methods", ["original", "linear_probe"])
 WISE_ALPHAS = BASELINES.get("wise_alphas", [0.25, 0.5, 0.75])
-APT_STUDENTS = [s for s in STUDENTS if s in config["distill"]["n_tunable_blocks"]]
+# APT is distillation's no_kd variant: its own job only where distillation does not run no_kd for the student
+APT_STUDENTS = [s for s in STUDENTS if s in config["distill"]["n_tunable_blocks"]
+                and not (s in DISTILL_PAIRS and "no_kd" in DISTILL["variants"])]
 ZERO_SHOT_STUDENTS = config["distill"].get("zero_shot", [])
 
 

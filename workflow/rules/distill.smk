@@ -8,14 +8,15 @@ DISTILL_PAIRS = {  # params distill.pairs, limited to models.students × models.
     for s, ts in DISTILL["pairs"].items()
     if s in config["models"]["students"]
 }
-DISTILL_STEMS = [
-    f"{student}_{teacher}_{scheme}_{variant}_s{seed}"
+# no_kd (= APT) uses no teacher: one run per student × scheme × seed, named with teacher "none"
+DISTILL_STEMS = list(dict.fromkeys(
+    f"{student}_{teacher if variant == 'full' else 'none'}_{scheme}_{variant}_s{seed}"
     for student, teachers in DISTILL_PAIRS.items()
     for teacher in teachers
     for scheme in DISTILL["schemes"]
     for variant in DISTILL["variants"]
     for seed in config["seeds"]
-]
+))
 DISTILL_CHECKPOINTS = [f"results/checkpoints/students/{stem}.pt" for stem in DISTILL_STEMS]
 DISTILL_RECORDS = [f"results/metrics/distill/{stem}.json" for stem in DISTILL_STEMS]
 DISTILL_HEADS = {
@@ -38,7 +39,7 @@ rule distill:
         "logs/distill/{student}_{teacher}_{scheme}_{variant}_s{seed}.log",
     wildcard_constraints:
         student="|".join(DISTILL_PAIRS) or "none",
-        teacher="|".join(sorted({t for ts in DISTILL_PAIRS.values() for t in ts})) or "none",
+        teacher="|".join(sorted({t for ts in DISTILL_PAIRS.values() for t in ts} | {"none"})),
         scheme="|".join(DISTILL["schemes"]),
         variant="full|no_kd",
         seed=r"\d+",

@@ -19,7 +19,8 @@ def add_arguments(p) -> None:
 
     add_params_args(p)
     p.add_argument("--student", required=True, choices=MODEL_NAMES, metavar="STUDENT", help="registered model, e.g. resnet56_cifar")
-    p.add_argument("--teacher", required=True, choices=MODEL_NAMES, metavar="TEACHER", help="registered model, e.g. resnet20_cifar")
+    p.add_argument("--teacher", required=True, choices=[*MODEL_NAMES, "none"], metavar="TEACHER",
+                   help="registered model, e.g. resnet20_cifar; 'none' for variant no_kd (it uses no teacher)")
     p.add_argument("--scheme", required=True, choices=SCHEMES, help="teacher robustification scheme (views use it too)")
     p.add_argument("--variant", required=True, choices=VARIANTS, help="full = DESIGN.md §1; no_kd = CE only (w/o KD, APT)")
     p.add_argument("--seed", type=int, default=0)
@@ -43,12 +44,16 @@ def run(args) -> None:
         from ..errors import ConfigError
 
         raise ConfigError(f"distill.n_tunable_blocks has no entry for {args.student}; add one to params")
+    if args.teacher == "none" and args.variant == "full":
+        from ..errors import ConfigError
+
+        raise ConfigError("variant full distils a teacher: pass --teacher NAME (only no_kd runs with --teacher none)")
     job = DistillJob(args.student, args.teacher, args.scheme, args.variant, args.seed, out,
                      init_head=args.init_head, teacher_checkpoint=args.teacher_checkpoint)
     res = run_distill(params, job)
     record = make_record("distill", method="ours" if args.variant == "full" else "apt", variant=args.variant,
-                         student=args.student, teacher=args.teacher, scheme=args.scheme, seed=args.seed,
-                         params_hash=res["params_hash"], metrics=res["metrics"], timing=res["timing"],
+                         student=args.student, teacher=None if args.teacher == "none" else args.teacher,
+                         scheme=args.scheme, seed=args.seed, params_hash=res["params_hash"], metrics=res["metrics"], timing=res["timing"],
                          artifacts=res["artifacts"])
     publish(record, record_path, params, params.distill)
     m = res["metrics"]

@@ -49,7 +49,7 @@ def run(args) -> None:
     from ..records import make_record
     from ..train import teacher as T
 
-    cfg = params.teachers
+    cfg = params.teachers.for_teacher(args.teacher)
     stem = f"{args.teacher}_{args.scheme}_s{args.seed}"
     out = Path(args.out or f"results/checkpoints/teachers/{stem}.pt")
     record_path = Path(args.record or f"results/metrics/teachers/{stem}.json")

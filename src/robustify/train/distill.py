@@ -325,8 +325,8 @@ def run_distill(params, job: DistillJob) -> dict:
                                   "rerun linear-probe or fix models.image_size")
     meta = student_meta(job.student, n_tunable_blocks=cfg.n_tunable_blocks[job.student], head_depth=cfg.head_depth,
                         dropout_p=cfg.dropout, image_size=size, weights=params.models.weights.get(job.student),
-                        teacher=job.teacher, scheme=job.scheme, variant=job.variant, seed=job.seed,
-                        method="ours" if job.variant == "full" else "apt",
+                        teacher=None if job.teacher == "none" else job.teacher, scheme=job.scheme,
+                        variant=job.variant, seed=job.seed, method="ours" if job.variant == "full" else "apt",
                         init_head=init_head, zero_shot=job.student in cfg.zero_shot)
     torch.manual_seed(job.seed)
     student = create_student(job.student, n_tunable_blocks=meta["n_tunable_blocks"], head_depth=cfg.head_depth,
