@@ -12,7 +12,9 @@ rule linear_probe:
         cfg=sub("data", "models", "linear_probe"),
     log:
         "logs/baselines/linear_probe/{student}.log",
-    threads: workflow.cores
+    benchmark:
+        "logs/benchmarks/baselines/linear_probe/{student}.tsv",
+    threads: JOB_THREADS
     conda:
         "../envs/train.yaml"
     shell:
@@ -31,7 +33,9 @@ rule original:
         cfg=sub("data", "models"),
     log:
         "logs/baselines/original/{student}.log",
-    threads: workflow.cores
+    benchmark:
+        "logs/benchmarks/baselines/original/{student}.tsv",
+    threads: JOB_THREADS
     conda:
         "../envs/evaluate.yaml"
     shell:
@@ -76,7 +80,9 @@ rule e2e:
         cfg=sub("baselines", "teachers"),
     log:
         "logs/baselines/e2e/{student}_s{seed}.log",
-    threads: workflow.cores
+    benchmark:
+        "logs/benchmarks/baselines/e2e/{student}_s{seed}.tsv",
+    threads: JOB_THREADS
     conda:
         "../envs/train.yaml"
     shell:
@@ -96,9 +102,11 @@ rule wise_e2e:
         head=head_arg,
     log:
         "logs/baselines/wise_e2e_{alpha}/{student}_s{seed}.log",
+    benchmark:
+        "logs/benchmarks/baselines/wise_e2e_{alpha}/{student}_s{seed}.tsv",
     wildcard_constraints:
         alpha=r"[0-9.]+",
-    threads: workflow.cores
+    threads: JOB_THREADS
     conda:
         "../envs/train.yaml"
     shell:
@@ -118,7 +126,9 @@ rule vpt:
         cfg=sub("baselines", "teachers"),
     log:
         "logs/baselines/vpt/{student}_s{seed}.log",
-    threads: workflow.cores
+    benchmark:
+        "logs/benchmarks/baselines/vpt/{student}_s{seed}.tsv",
+    threads: JOB_THREADS
     conda:
         "../envs/train.yaml"
     shell:
@@ -138,7 +148,9 @@ rule apt:
         cfg=sub("distill", "baselines"),
     log:
         "logs/baselines/apt/{student}_s{seed}.log",
-    threads: workflow.cores
+    benchmark:
+        "logs/benchmarks/baselines/apt/{student}_s{seed}.tsv",
+    threads: JOB_THREADS
     conda:
         "../envs/train.yaml"
     shell:
@@ -154,7 +166,9 @@ rule zero_shot:
         record="results/metrics/baselines/zero_shot/{student}.json",
     log:
         "logs/baselines/zero_shot/{student}.log",
-    threads: workflow.cores
+    benchmark:
+        "logs/benchmarks/baselines/zero_shot/{student}.tsv",
+    threads: JOB_THREADS
     conda:
         "../envs/evaluate.yaml"
     shell:

@@ -5,6 +5,10 @@ STUDENTS = config["models"]["students"]
 TEACHERS = config["models"]["teachers"]
 SEEDS = config["seeds"]
 LP_STUDENTS = config.get("linear_probe", {}).get("students", [])
+# Torch threads of a training/evaluation job: half the cores, so two jobs run side by side. The DAG has
+# plenty of independent jobs, and their single-threaded parts (augmented views, data preparation,
+# numpy) then overlap instead of idling a core. profiles/slurm sets its own per-rule threads.
+JOB_THREADS = max(1, workflow.cores // 2)
 
 
 # the CLI reads exactly what Snakemake resolved: see robustify.workflow.export_params

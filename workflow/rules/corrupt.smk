@@ -12,6 +12,8 @@ rule corrupt_cifar10_c:
         out=lambda w, output: os.path.dirname(output[0]),
     log:
         "logs/corrupt/cifar10_c.log",
+    benchmark:
+        "logs/benchmarks/corrupt/cifar10_c.tsv",
     conda:
         "../envs/corrupt.yaml"
     shell:
@@ -26,6 +28,8 @@ rule corrupt_objectnet_c:
         dataset=config["corruptions"]["objectnet_root"] or "objectnet_analogue",
     log:
         "logs/corrupt/objectnet_c.log",
+    benchmark:
+        "logs/benchmarks/corrupt/objectnet_c.tsv",
     conda:
         "../envs/corrupt.yaml"
     shell:

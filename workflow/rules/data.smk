@@ -6,6 +6,8 @@ rule fetch_data:
         "data/raw/manifest.json",
     log:
         "logs/data/fetch_data.log",
+    benchmark:
+        "logs/benchmarks/data/fetch_data.tsv",
     conda:
         "../envs/data.yaml"
     shell:

@@ -37,17 +37,20 @@ rule distill:
         record="results/metrics/distill/{student}_{teacher}_{scheme}_{variant}_s{seed}.json",
     log:
         "logs/distill/{student}_{teacher}_{scheme}_{variant}_s{seed}.log",
+    benchmark:
+        "logs/benchmarks/distill/{student}_{teacher}_{scheme}_{variant}_s{seed}.tsv",
     wildcard_constraints:
         student="|".join(DISTILL_PAIRS) or "none",
         teacher="|".join(sorted({t for ts in DISTILL_PAIRS.values() for t in ts} | {"none"})),
         scheme="|".join(DISTILL["schemes"]),
         variant="full|no_kd",
         seed=r"\d+",
+    threads: JOB_THREADS
     conda:
         "../envs/train.yaml"
     shell:
         "robustify distill --student {wildcards.student} --teacher {wildcards.teacher} --scheme {wildcards.scheme}"
-        " --variant {wildcards.variant} --seed {wildcards.seed} --out {output.student} --record {output.record}"
+        " --variant {wildcards.variant} --seed {wildcards.seed} --threads {threads} --out {output.student} --record {output.record}"
         " > {log} 2>&1"
 
 

@@ -26,7 +26,9 @@ rule evaluate:
         samples=directory("results/eval/{kind}/{model_id}"),
     log:
         "logs/evaluate/{kind}/{model_id}.log",
-    threads: workflow.cores
+    benchmark:
+        "logs/benchmarks/evaluate/{kind}/{model_id}.tsv",
+    threads: JOB_THREADS
     conda:
         "../envs/evaluate.yaml"
     shell:
@@ -44,7 +46,9 @@ rule evaluate_pretrained:
         samples=directory("results/eval/pretrained/{name}"),
     log:
         "logs/evaluate/pretrained/{name}.log",
-    threads: workflow.cores
+    benchmark:
+        "logs/benchmarks/evaluate/pretrained/{name}.tsv",
+    threads: JOB_THREADS
     conda:
         "../envs/evaluate.yaml"
     shell:

@@ -19,6 +19,8 @@ rule tables:
         sub("report"),
     log:
         "logs/report/tables.log",
+    benchmark:
+        "logs/benchmarks/report/tables.tsv",
     conda:
         "../envs/report.yaml"
     shell:
@@ -47,6 +49,8 @@ rule report_all:
         sub("report"),
     log:
         "logs/report/report_all.log",
+    benchmark:
+        "logs/benchmarks/report/report_all.tsv",
     conda:
         "../envs/report.yaml"
     shell:

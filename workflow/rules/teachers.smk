@@ -13,9 +13,11 @@ rule deepaugment:
         "data/deepaugment/{split}.npz",
     log:
         "logs/deepaugment/{split}.log",
+    benchmark:
+        "logs/benchmarks/deepaugment/{split}.tsv",
     wildcard_constraints:
         split="train|val|train_full|test",
-    threads: workflow.cores
+    threads: JOB_THREADS
     conda:
         "../envs/train.yaml"
     shell:
@@ -33,10 +35,12 @@ rule robustify_teacher:
         pool=deepaugment_arg,
     log:
         "logs/teachers/{teacher}_{scheme}_s{seed}.log",
+    benchmark:
+        "logs/benchmarks/teachers/{teacher}_{scheme}_s{seed}.tsv",
     wildcard_constraints:
         teacher="|".join(TEACHERS),
         scheme="augmix|deepaugment|pixmix|augmix_deepaugment|pixmix_augmix",
-    threads: workflow.cores
+    threads: JOB_THREADS
     conda:
         "../envs/train.yaml"
     shell:
