@@ -71,6 +71,21 @@ def test_wrong_types_and_ranges(path, value, match):
         validate(raw)
 
 
+def test_teacher_epochs_per_teacher():
+    raw = _raw()
+    raw["teachers"]["epochs"] = {"resnet20_cifar": 5, "resnet56_cifar": 2}
+    t = validate(raw).teachers
+    assert (t.for_teacher("resnet20_cifar").epochs, t.for_teacher("resnet56_cifar").epochs) == (5, 2)
+    with pytest.raises(ConfigError, match="teachers.epochs has no entry for resnet8_cifar"):
+        t.for_teacher("resnet8_cifar")
+    raw["teachers"]["epochs"] = {"resnet20_cifr": 5}
+    with pytest.raises(ConfigError, match="unknown teacher 'resnet20_cifr'; did you mean 'resnet20_cifar'"):
+        validate(raw)
+    raw["teachers"]["epochs"] = {"resnet20_cifar": 0}
+    with pytest.raises(ConfigError, match="resnet20_cifar: 0 epochs"):
+        validate(raw)
+
+
 def test_unknown_model_name_suggests_registered_one():
     raw = _raw()
     raw["models"]["students"] = ["resnet65_cifar"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,17 @@ def test_dry_run_plans_whole_dag(preset):
     res = snakemake(*args)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "total" in res.stdout + res.stderr
+
+
+def test_apt_trains_once_per_student():
+    """no_kd (= APT) uses no teacher: one distill job per student × scheme × seed (teacher 'none'), no apt job."""
+    res = snakemake("-n", "distill_all", "baselines")
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = res.stdout + res.stderr
+    no_kd = sorted(set(re.findall(r"students/(\w+?)_none_augmix_deepaugment_no_kd_s0\.pt", out)))
+    assert no_kd == ["efficientnet_lite0", "resnet56_cifar"], no_kd
+    assert not re.search(r"_resnet\d+_cifar_\w+_no_kd_s", out), "no_kd must not run once per teacher"
+    assert "baselines/apt/" not in out
 
 
 def target_rules() -> set[str]:

@@ -47,7 +47,7 @@ def run(args) -> None:
     if args.teacher == "none" and args.variant == "full":
         from ..errors import ConfigError
 
-        raise ConfigError("variant full distils a teacher: pass --teacher NAME (only no_kd runs with --teacher none)")
+        raise ConfigError("variant full distils a teacher; pass --teacher NAME (only no_kd runs with --teacher none)")
     job = DistillJob(args.student, args.teacher, args.scheme, args.variant, args.seed, out,
                      init_head=args.init_head, teacher_checkpoint=args.teacher_checkpoint)
     res = run_distill(params, job)
