@@ -9,6 +9,8 @@ LP_STUDENTS = config.get("linear_probe", {}).get("students", [])
 # plenty of independent jobs, and their single-threaded parts (augmented views, data preparation,
 # numpy) then overlap instead of idling a core. profiles/slurm sets its own per-rule threads.
 JOB_THREADS = max(1, workflow.cores // 2)
+# The longest chain is DeepAugment pool → teachers → distillation → evaluation: those rules carry a
+# `priority`, so free cores go to them before the independent baselines.
 
 
 # the CLI reads exactly what Snakemake resolved: see robustify.workflow.export_params

@@ -35,6 +35,7 @@ rule distill:
     output:
         student="results/checkpoints/students/{student}_{teacher}_{scheme}_{variant}_s{seed}.pt",
         record="results/metrics/distill/{student}_{teacher}_{scheme}_{variant}_s{seed}.json",
+    priority: 10
     log:
         "logs/distill/{student}_{teacher}_{scheme}_{variant}_s{seed}.log",
     benchmark:

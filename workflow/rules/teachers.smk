@@ -11,6 +11,7 @@ rule deepaugment:
         "data/raw/manifest.json",
     output:
         "data/deepaugment/{split}.npz",
+    priority: 20
     log:
         "logs/deepaugment/{split}.log",
     benchmark:
@@ -33,6 +34,7 @@ rule robustify_teacher:
         record="results/metrics/teachers/{teacher}_{scheme}_s{seed}.json",
     params:
         pool=deepaugment_arg,
+    priority: 20
     log:
         "logs/teachers/{teacher}_{scheme}_s{seed}.log",
     benchmark:
