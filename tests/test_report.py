@@ -220,3 +220,23 @@ def test_zero_shot_table_and_paper_suite_names(tmp_path):
     assert (r["clean"], r["c"], r["a"], r["v2"]) == (75.0, 50.0, 40.0, 68.0)
     assert r["shift_mean"] == pytest.approx(np.mean([50.0, 70.0, 40.0, 68.0]))
     assert list(built["main.csv"]["method"]) == ["ours"]  # zero-shot runs live in Table 2
+
+
+def test_main_table_students_only_and_lp_student_original(tmp_path):
+    """An ImageNet student's `original` is scored through its linear-probe head, so a row with only its
+    clean accuracy borrows the linear probe's; a model evaluated only as a teacher gets no row."""
+    from _report_records import eval_metrics
+    from robustify.records import make_record, write_record
+
+    root = write_synthetic(tmp_path / "metrics", seeds=[0])
+    (root / "evaluate" / "original" / "efficientnet_lite0.json").unlink()  # only the baseline record's clean
+    write_record(root / "evaluate" / "pretrained" / "resnet20_cifar.json", make_record(
+        "evaluate", method="pretrained", student="resnet20_cifar", seed=0, params_hash="e",
+        metrics=eval_metrics("original", 0, False), flops=0.04e9))
+    main = T.build_tables(R.from_records(root))["main.csv"]
+    assert "resnet20_cifar" not in set(main["student"])
+    o = _row(main, method="original", student="efficientnet_lite0")
+    lp = _row(main, method="linear_probe", student="efficientnet_lite0")
+    for col in ("c", "r", "shift_mean", "transfer", "retention", "gflops"):
+        assert o[col] == pytest.approx(lp[col]), col
+    assert o["train_s_per_image"] == pytest.approx(0.0)  # the original is not trained

@@ -130,7 +130,19 @@ def models(runs: pd.DataFrame) -> pd.DataFrame:
     value_cols = [c for c in both.columns if c not in KEYS + ["_src", "stage", "record_path"]]
     out = both.groupby(KEYS, sort=True)[value_cols].first().reset_index()  # first non-null: evaluation wins
     vals = pd.DataFrame({c: pd.to_numeric(out[c], errors="coerce").astype(float) for c in value_cols})
-    return pd.concat([out[KEYS], vals], axis=1)
+    return _original_is_linear_probe(pd.concat([out[KEYS], vals], axis=1))
+
+
+def _original_is_linear_probe(m: pd.DataFrame) -> pd.DataFrame:
+    """An ImageNet student is scored through its linear-probe head, so its `original` model *is* the
+    linear probe: missing accuracies, probes and GFLOPs of `original` come from that student's
+    `linear_probe` row (its training cost stays the original's: none)."""
+    lp = m[m["method"] == "linear_probe"].groupby("student").first()
+    rows = m.index[(m["method"] == "original") & m["student"].isin(lp.index)]
+    fill = [c for c in m.columns if c not in KEYS and c != "train_s_per_image"]
+    for i in rows:
+        m.loc[i, fill] = m.loc[i, fill].fillna(lp.loc[m.at[i, "student"], fill])
+    return m
 
 
 def shift_mean(df: pd.DataFrame, roles=SHIFTS) -> pd.Series:

@@ -113,6 +113,10 @@ def main_table(m: pd.DataFrame, scheme: Optional[str] = None) -> pd.DataFrame:
     if "run.stage" in m:
         m = M.models(m)
     m = m[~m["method"].isin(["teacher", "unknown"]) & ~m["method"].str.startswith("zero_shot")]
+    # a pretrained model evaluated only as a teacher (no student row of its own) is not a student
+    only_teacher = (m["method"] == "original") & ~m["student"].isin(m.loc[m["method"] != "original", "student"]) \
+        & m["student"].isin(m["teacher"])
+    m = m[~only_teacher]
     if m.empty:
         return _frame(MAIN_COLUMNS)
     m = _with_shift_mean(_main_scheme(m, scheme))
