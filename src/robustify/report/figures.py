@@ -68,36 +68,50 @@ def _save(fig, out_dir: Path, name: str, formats, dpi: int) -> list[Path]:
 
 
 def figure1_pareto(main: pd.DataFrame):
-    """c accuracy (%) vs training seconds per image (log x) per method and student; Pareto front per student."""
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    """c accuracy (%) vs training ms per image (log x), one panel per student; Pareto front marked."""
     d = main.dropna(subset=["c", "train_s_per_image"]) if not main.empty else main
     d = d[d["train_s_per_image"] > 0] if not d.empty else d
     title = "Figure 1: corruption accuracy vs training cost"
     if d.empty:
+        fig, ax = plt.subplots(figsize=(7.5, 4.5))
         _empty(ax, title, "methods with c accuracy and training s/image")
         return fig
     d = d.copy()
     d["ms_per_image"] = d["train_s_per_image"] * 1000
-    sns.scatterplot(data=d, x="ms_per_image", y="c", hue="method", style="student", s=90, ax=ax, zorder=3)
-    for i, (student, g) in enumerate(d.groupby("student")):
-        idx = pareto_front(g["ms_per_image"].to_numpy(), g["c"].to_numpy())
-        f = g.iloc[idx]
+    d["label"] = [m + (f" ← {t.split('_')[0]}" if m == "ours" and isinstance(t, str) and t else "")
+                  for m, t in zip(d["method"], d["teacher"])]
+    methods = list(dict.fromkeys(sorted(d["method"], key=lambda m: (m.startswith("wise"), m))))
+    palette = dict(zip(methods, sns.color_palette("tab10", len(methods))))
+    students = sorted(d["student"].unique())
+    fig, axes = plt.subplots(1, len(students), figsize=(5.2 * len(students) + 1.5, 4.3), squeeze=False)
+    for ax, student in zip(axes[0], students):
+        g = d[d["student"] == student]
+        if "c_std" in g and g["c_std"].notna().any():
+            ax.errorbar(g["ms_per_image"], g["c"], yerr=g["c_std"].fillna(0), fmt="none", ecolor="0.6", lw=1, zorder=1)
+        sns.scatterplot(data=g, x="ms_per_image", y="c", hue="method", palette=palette, s=90, ax=ax, zorder=3,
+                        legend=False)
+        f = g.iloc[pareto_front(g["ms_per_image"].to_numpy(), g["c"].to_numpy())]
         ax.plot(f["ms_per_image"], f["c"], "--", color="0.3", lw=1.2, zorder=2, drawstyle="steps-post")
-        ax.scatter(f["ms_per_image"], f["c"], s=260, facecolors="none", edgecolors="k", linewidths=1.5, zorder=4,
-                   label="Pareto front (per student)" if i == 0 else None)
-        for _, r in f.iterrows():
-            ax.annotate(r["method"], (r["ms_per_image"], r["c"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
-    if "c_std" in d and d["c_std"].notna().any():
-        ax.errorbar(d["ms_per_image"], d["c"], yerr=d["c_std"].fillna(0), fmt="none", ecolor="0.6", lw=1, zorder=1)
-    ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}" if str(f"{v:g}")[0] in "25" else ""))
-    ax.set_xlabel("training time per image (ms, log scale; original = 0 not shown)")
-    ax.set_ylabel("C accuracy (%)")
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    handles, labels = ax.get_legend_handles_labels()
-    ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False)
+        ax.scatter(f["ms_per_image"], f["c"], s=260, facecolors="none", edgecolors="k", linewidths=1.5, zorder=4)
+        for _, r in g.iterrows():
+            ax.annotate(r["label"], (r["ms_per_image"], r["c"]), textcoords="offset points", xytext=(6, 4), fontsize=8)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        lo, hi = g["ms_per_image"].min(), g["ms_per_image"].max()
+        ax.set_xlim(lo / 1.6, hi * 2.2)  # room for the labels
+        ax.set_xlabel("training time per image (ms, log scale)")
+        ax.set_ylabel("C accuracy (%)")
+        ax.set_title(student)
+        ax.grid(True, which="both", alpha=0.3)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], ls="", marker="o", ms=8, color=c, label=m) for m, c in palette.items()]
+    handles.append(Line2D([], [], ls="--", marker="o", ms=13, mfc="none", mec="k", color="0.3", label="Pareto front"))
+    axes[0][-1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False)
+    fig.suptitle(title + " (original: no training, not shown)")
+    fig.tight_layout()
     return fig
 
 
