@@ -295,3 +295,68 @@ def test_compiled_loops_leave_torch_threads_alone():
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("name", CORRUPTIONS)
+def test_thread_count_independent(name):
+    """The CPU fast paths spread images over threads (numba, the draws); the output never depends on it."""
+    import torch
+
+    x = images(5, 40, 48)
+    s = seeds_for(name, 3, 5)
+    before = torch.get_num_threads()
+    try:
+        outs = []
+        for t in (1, 2, 3):
+            torch.set_num_threads(t)
+            outs.append(corrupt(x, name, 3, s, table="imagenet"))
+    finally:
+        torch.set_num_threads(before)
+    assert all(np.array_equal(outs[0], o) for o in outs[1:])
+
+
+# the CPU fast paths draw their own per-pixel noise (counter-based) where the torch code uses torch's
+# generators: same distribution, other numbers
+OWN_NOISE = ("shot_noise", "glass_blur")
+
+
+@pytest.mark.parametrize("table", ["imagenet", "cifar"])
+@pytest.mark.parametrize("name", CORRUPTIONS)
+def test_torch_path_agrees_with_cpu_fast_path(name, table, monkeypatch):
+    """The torch code (what CUDA runs), run on the CPU, against the CPU fast paths (numba, OpenCV)."""
+    import robustify.corruptions.ops as ops
+
+    x = images(8, 40, 48, seed=7)
+    for s in (1, 4):
+        seeds = seeds_for(name, s, 8)
+        fast = corrupt(x, name, s, seeds, table=table).astype(int)
+        monkeypatch.setattr(ops, "COMPILED_CPU", False)
+        slow = corrupt(x, name, s, seeds, table=table).astype(int)
+        monkeypatch.setattr(ops, "COMPILED_CPU", True)
+        if name in OWN_NOISE:
+            assert abs(psnr(x, fast) - psnr(x, slow)) < 0.3, (name, s, psnr(x, fast), psnr(x, slow))
+        else:
+            diff = np.abs(fast - slow)
+            assert diff.max() <= 1 and (diff > 0).mean() < 0.05, (name, s, diff.max(), (diff > 0).mean())
+
+
+def test_disk_box_filter_matches_filter2d():
+    """The compiled box-sum defocus (disk ⊛ small Gaussian) equals the reference's cv2.filter2D."""
+    import cv2
+
+    from robustify.corruptions._cpu_kernels import disk_blur
+    from robustify.corruptions.blur import disk_boxes, disk_kernel
+
+    x = images(4, 40, 48, seed=9)
+    used = 0
+    for c in IMAGENET["defocus_blur"] + CIFAR["defocus_blur"]:
+        boxes = disk_boxes(*c)
+        if boxes is None:  # a disk touching its canvas edge: cv2.filter2D instead
+            continue
+        used += 1
+        ours = disk_blur(x, *boxes, np.empty_like(x))
+        ref = np.stack([np.uint8(np.clip(np.stack([cv2.filter2D(a[..., d] / 255.0, -1, disk_kernel(*c)) for d in range(3)], -1), 0, 1) * 255)
+                        for a in x])
+        diff = np.abs(ours.astype(int) - ref)
+        assert diff.max() <= 1 and (diff > 0).mean() < 0.01, (c, diff.max(), (diff > 0).mean())
+    assert used == 8  # all but the two widest ImageNet disks

@@ -1,4 +1,5 @@
 """Batched ImageNet-C corruptions (15 × severities 1–5) in torch, validated against imagecorruptions.
+CPU tensors take compiled fast paths (numba kernels in `_cpu_kernels`, OpenCV) with the same semantics.
 
     from robustify.corruptions import CORRUPTIONS, corrupt, image_seeds
     seeds = image_seeds(0, np.arange(len(x)), "fog", 3)

@@ -1,5 +1,19 @@
-"""Compiled CPU loops (numba, a dependency of the reference package) for the two corruptions whose
-work is a per-image sequence of shifted copies; torch versions run on other devices."""
+"""Compiled CPU loops (numba, a dependency of the reference package) for CPU tensors; the torch code in
+ops.py / the corruption modules serves every other device, with the same semantics (tests compare).
+
+Every kernel runs `prange` over the images of a batch and does all of one image's work in one
+iteration, so its output never depends on the batch or on the number of threads. Arithmetic follows
+the reference's precision where its truncation to uint8 depends on it (float64 or float32 steps), so
+most outputs equal the reference's bit for bit. Per-pixel noise that the reference does not fix
+(shot noise, glass offsets) comes from a counter-based generator (`draw`: the n-th splitmix64 output
+for a per-image key): no sequential stream, a few integer operations per draw.
+
+Speed notes (measured here): inner loops index slice views with the loop counter itself
+(src = row[s:s + n]; src[k]); indexing row[s + k] keeps numba's negative-index handling in the loop
+and stops vectorisation (9× slower). A channel count known at compile time unrolls the channel loop
+(3× faster), hence the `nc == 3` branches. Where a `prange` body compiled poorly (fog, glass: up to
+1.7× slower than the same loop outside it), it calls a separate per-image function instead.
+"""
 
 from __future__ import annotations
 
@@ -11,43 +25,567 @@ import numpy as np
 if numba.config.THREADING_LAYER == "default":
     numba.config.THREADING_LAYER = "workqueue"
 
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_INV24 = np.float32(1.0 / (1 << 24))
+
+
+@numba.njit(inline="always")
+def draw(key, n):  # pragma: no cover - compiled
+    """The n-th (n ≥ 0) output of splitmix64 seeded with `key` (uint64): 64 random bits."""
+    z = key + (np.uint64(n) + np.uint64(1)) * _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * _M1
+    z = (z ^ (z >> np.uint64(27))) * _M2
+    return z ^ (z >> np.uint64(31))
+
+
+@numba.njit(inline="always")
+def uniform(key, n):  # pragma: no cover - compiled
+    """float32 in [0, 1) with 24 random bits (exact in float32) from draw(key, n)."""
+    return np.float32(np.int64(draw(key, n) >> np.uint64(40))) * _INV24  # via int64: one instruction
+
+
+@numba.njit(inline="always")
+def _u8(v):  # pragma: no cover - compiled
+    """np.uint8(clip(v, 0, 255)): clip, then truncate (float64)."""
+    return np.uint8(min(max(v, 0.0), 255.0))
+
+
+@numba.njit(inline="always")
+def _u8_unit(y):  # pragma: no cover - compiled
+    """np.uint8(clip(y, 0, 1) * 255) in float64."""
+    return np.uint8(min(max(y, 0.0), 1.0) * 255.0)
+
+
+@numba.njit(inline="always")
+def _u8_unit32(y):  # pragma: no cover - compiled
+    """np.uint8(clip(y, 0, 1) * 255) in float32 (the reference's float32 steps)."""
+    return np.uint8(min(max(y, np.float32(0)), np.float32(1)) * np.float32(255))
+
 
 @numba.njit(cache=True, parallel=True)
-def shifted_sum(xp, dy, dx, wt, p, out):  # pragma: no cover - compiled
-    """out[b] += Σ_j wt[b, j] · xp[b, :, p-dy[b,j] : +H, p-dx[b,j] : +W] (stops at the first zero weight)."""
-    nb, nc, h, w = out.shape
-    for b in numba.prange(nb):
-        for j in range(dy.shape[1]):
-            ww = wt[b, j]
-            if ww == 0:
-                break
-            a = p - dy[b, j]
-            c = p - dx[b, j]
-            for ch in range(nc):
-                for i in range(h):
-                    for k in range(w):
-                        out[b, ch, i, k] += ww * xp[b, ch, a + i, c + k]
+def to_u8(y, top, out):  # pragma: no cover - compiled
+    """out = np.uint8(clip(y, 0, top) · (255 / top)) row by row, (B, N) float32 -> uint8, top 1 or 255:
+    the reference's last step in one pass."""
+    top32 = np.float32(top)
+    gain = np.float32(255 / top)
+    for b in numba.prange(y.shape[0]):
+        src, dst = y[b], out[b]
+        for k in range(src.shape[0]):
+            dst[k] = np.uint8(min(max(src[k], np.float32(0)), top32) * gain)
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# blur
+
+
+@numba.njit(cache=True, parallel=True)
+def motion_sum(x, dy, dx, wt, out):  # pragma: no cover - compiled
+    """out[b, i, k] = Σ_j wt[b, j] · x[b, clip(i - dy[b, j]), clip(k - dx[b, j])] on (B, H, W, C) arrays
+    (edge replication; stops at the first zero weight).
+
+    Each image is padded left/right once, so a shifted output row is one contiguous run of W·C
+    values; the row accumulates in place, two shifted copies per pass (20% faster than one).
+    """
+    nb, h, w, nc = x.shape
+    n = w * nc
+    for b in numba.prange(nb):
+        taps, p = 0, 0
+        while taps < dy.shape[1] and wt[b, taps] != 0:
+            p = max(p, abs(dx[b, taps]))
+            taps += 1
+        xp = np.empty((h, (w + 2 * p) * nc), np.float32)
+        for i in range(h):
+            src, dst = x[b, i].ravel(), xp[i]
+            for k in range(w + 2 * p):
+                s = min(max(k - p, 0), w - 1) * nc
+                for ch in range(nc):
+                    dst[k * nc + ch] = src[s + ch]
+        for i in range(h):
+            acc = out[b, i].ravel()
+            acc[:] = 0
+            for j in range(0, taps, 2):
+                s0 = (p - dx[b, j]) * nc
+                w0, src0 = np.float32(wt[b, j]), xp[min(max(i - dy[b, j], 0), h - 1)][s0:s0 + n]
+                if j + 1 == taps:
+                    for k in range(n):
+                        acc[k] += w0 * src0[k]
+                    break
+                s1 = (p - dx[b, j + 1]) * nc
+                w1, src1 = np.float32(wt[b, j + 1]), xp[min(max(i - dy[b, j + 1], 0), h - 1)][s1:s1 + n]
+                for k in range(n):
+                    acc[k] += w0 * src0[k] + w1 * src1[k]
+    return out
+
+
+@numba.njit(inline="always")
+def _zoom_row(src, c0, c1, wx, dst, nc):  # pragma: no cover - compiled
+    """dst = the row src (W·C float32), resampled along W by the column taps."""
+    for j in range(c0.shape[0]):
+        t = wx[j]
+        a, e = c0[j] * nc, c1[j] * nc
+        for ch in range(nc):
+            dst[j * nc + ch] = src[a + ch] * (np.float32(1) - t) + src[e + ch] * t
+
+
+@numba.njit(cache=True, parallel=True)
+def zoom_blur(x, lut, r0, r1, wy, c0, c1, wx, out):  # pragma: no cover - compiled
+    """The reference zoom blur on uint8 (B, H, W, C): (x + Σ_z zoom_z(x)) / (Z + 1), clipped, ·255,
+    truncated to uint8 into `out`.
+
+    x as float32 is lut[x] (the reference's float32(x / 255)). Zoom z is separable bilinear: output
+    row i blends source rows r0[z, i], r1[z, i] (weight wy[z, i] on r1), each resampled along W by
+    the column taps (c0, c1, wx). Output rows go in order, so the source rows only move forward: each
+    zoom keeps its last two resampled rows (slot = row parity) and the working set stays in cache.
+    """
+    nb, h, w, nc = x.shape
+    n = w * nc
+    nz = r0.shape[0]
+    scale = np.float32(nz + 1)
+    for b in numba.prange(nb):
+        xb = x[b].reshape(h, n)
+        xf = np.empty((h, n), np.float32)  # float32 once: a table lookup per tap is 3× slower
+        for i in range(h):
+            src, dst = xb[i], xf[i]
+            for k in range(n):
+                dst[k] = lut[src[k]]
+        rows = np.empty((nz, 2, n), np.float32)
+        held = np.full((nz, 2), -1, np.int64)
+        acc = np.empty(n, np.float32)
+        for i in range(h):
+            acc[:] = 0
+            for z in range(nz):
+                for r in (r0[z, i], r1[z, i]):
+                    if held[z, r & 1] != r:
+                        if nc == 3:  # constant channel count: unrolled
+                            _zoom_row(xf[r], c0[z], c1[z], wx[z], rows[z, r & 1], 3)
+                        else:
+                            _zoom_row(xf[r], c0[z], c1[z], wx[z], rows[z, r & 1], nc)
+                        held[z, r & 1] = r
+                t = wy[z, i]
+                u = np.float32(1) - t
+                ra, rb = rows[z, r0[z, i] & 1], rows[z, r1[z, i] & 1]
+                for k in range(n):
+                    acc[k] += ra[k] * u + rb[k] * t
+            src, dst = xf[i], out[b, i].ravel()
+            for k in range(n):
+                dst[k] = _u8_unit32((src[k] + acc[k]) / scale)
+    return out
+
+
+@numba.njit(inline="always")
+def _reflect101(j, n):  # pragma: no cover - compiled
+    """Index j folded into 0..n-1 by whole-sample symmetry (cv2 BORDER_REFLECT_101)."""
+    if 0 <= j < n:
+        return j
+    if n == 1:
+        return 0
+    m = j % (2 * n - 2)
+    return m if m < n else 2 * n - 2 - m
+
+
+@numba.njit(cache=True, parallel=True)
+def disk_blur(x, half, scale, g, out):  # pragma: no cover - compiled
+    """Correlation of x / 255 (uint8 (B, H, W, C)) with (disk ⊛ g ⊗ g), reflect-101 borders (cv2's
+    filter2D default), clipped, ·255, truncated to uint8 into `out`.
+
+    The disk (value `scale`, symmetric) is a sum of vertical runs, one per column offset t - r of
+    half-height half[t] (-1: none): with running column sums of the integer pixel values each run
+    is two reads whatever its length, exact in int32. The disk is evaluated on the image grown by
+    the small Gaussian's radius q, which then runs separably (taps g, float64 as the reference) to
+    H×W. Rows stream through ring buffers (2r + 2 running-sum rows, 2q + 1 disk rows) kept in cache.
+    """
+    nb, h, w, nc = x.shape
+    r = (half.shape[0] - 1) // 2
+    q = (g.shape[0] - 1) // 2
+    pad = r + q
+    wp = (w + 2 * pad) * nc
+    n = (w + 2 * q) * nc
+    rows = np.array([_reflect101(p - pad, h) for p in range(h + 2 * pad)])
+    cols = np.array([_reflect101(m - pad, w) for m in range(w + 2 * pad)])
+    ring = 2 * r + 2
+    unit_scale = scale / 255.0  # the sums are of pixel values, not of values / 255
+    for b in numba.prange(nb):
+        xp = np.empty((h + 2 * pad, wp), np.int32)  # the padded image
+        for p in range(h + 2 * pad):
+            src, dst = x[b, rows[p]], xp[p]
+            inner, flat = dst[pad * nc:(pad + w) * nc], src.ravel()
+            for k in range(w * nc):
+                inner[k] = flat[k]
+            for m in range(pad):  # the reflected margins
+                for ch in range(nc):
+                    dst[m * nc + ch] = src[cols[m], ch]
+                    dst[(pad + w + m) * nc + ch] = src[cols[pad + w + m], ch]
+        csum = np.zeros((ring, wp), np.int32)  # csum[p % ring] = Σ of padded rows < p
+        for p in range(2 * r + 1):
+            prev, cur, add = csum[p % ring], csum[(p + 1) % ring], xp[p]
+            for k in range(wp):
+                cur[k] = prev[k] + add[k]
+        grown = np.empty((2 * q + 1, n), np.int32)  # grown[j % (2q + 1)]: disk sums of grown row j
+        col, res = np.empty(n), np.empty(w * nc)
+        for j in range(h + 2 * q):  # grown row j is centred on padded row j + r: needs csum j..j + 2r + 1
+            if j > 0:
+                p = j + 2 * r
+                prev, cur, add = csum[p % ring], csum[(p + 1) % ring], xp[p]
+                for k in range(wp):
+                    cur[k] = prev[k] + add[k]
+            acc = grown[j % (2 * q + 1)]
+            acc[:] = 0
+            for t in range(half.shape[0]):
+                a = half[t]
+                if a < 0:
+                    continue
+                hi = csum[(j + r + a + 1) % ring][t * nc:t * nc + n]
+                lo = csum[(j + r - a) % ring][t * nc:t * nc + n]
+                for k in range(n):
+                    acc[k] += hi[k] - lo[k]
+            i = j - 2 * q  # the Gaussian for output row i: rows, then columns
+            if i < 0:
+                continue
+            col[:] = 0
+            for t in range(g.shape[0]):
+                src = grown[(i + t) % (2 * q + 1)]
+                for k in range(n):
+                    col[k] += g[t] * src[k]
+            res[:] = 0
+            for t in range(g.shape[0]):
+                src = col[t * nc:t * nc + w * nc]
+                for k in range(w * nc):
+                    res[k] += g[t] * src[k]
+            dst = out[b, i].ravel()
+            for k in range(w * nc):
+                dst[k] = _u8_unit(res[k] * unit_scale)
+    return out
+
+
+@numba.njit(inline="always")
+def _pack_n(x, p, nc, scale):  # pragma: no cover - compiled
+    for i in range(x.shape[0]):
+        src, dst = x[i].ravel(), p[i]
+        for k in range(dst.shape[0]):
+            v = np.uint32(0)
+            for ch in range(nc):
+                v |= np.uint32(src[k * nc + ch] * scale) << np.uint32(8 * ch)
+            dst[k] = v
+
+
+@numba.njit(inline="always")
+def _unpack_n(p, x, nc, scale):  # pragma: no cover - compiled
+    for i in range(x.shape[0]):
+        src, dst = p[i], x[i].ravel()
+        for k in range(src.shape[0]):
+            for ch in range(nc):
+                dst[k * nc + ch] = np.float32((src[k] >> np.uint32(8 * ch)) & np.uint32(255)) / scale
+
+
+@numba.njit(inline="always")
+def _pack(x, scale):  # pragma: no cover - compiled
+    """(H, W, C ≤ 4) values v with ⌊v · scale⌋ in 0..255 -> (H, W) uint32 of those bytes, one pixel per
+    word (one copy per move)."""
+    p = np.empty(x.shape[:2], np.uint32)
+    if x.shape[2] == 3:  # constant channel count: unrolled
+        _pack_n(x, p, 3, scale)
+    else:
+        _pack_n(x, p, x.shape[2], scale)
+    return p
+
+
+@numba.njit(inline="always")
+def _unpack(p, x, scale):  # pragma: no cover - compiled
+    """x = the bytes of p / scale."""
+    if x.shape[2] == 3:
+        _unpack_n(p, x, 3, scale)
+    else:
+        _unpack_n(p, x, x.shape[2], scale)
+
+
+@numba.njit(inline="always")
+def _shuffle_round(p, offsets, delta):  # pragma: no cover - compiled
+    """One round of the reference loop on one image (H, W): visit inner pixels from the bottom-right
+    backwards, copy p[h + dy, w + dx] into p[h, w] (offsets[i, j] = (dx, dy) of the (i, j)-th visit)."""
+    h, w = p.shape
+    for i in range(h - 2 * delta):
+        hh = h - delta - i
+        for j in range(w - 2 * delta):
+            ww = w - delta - j
+            p[hh, ww] = p[hh + offsets[i, j, 1], ww + offsets[i, j, 0]]
 
 
 @numba.njit(cache=True, parallel=True)
 def copy_shuffle(x, offsets, delta):  # pragma: no cover - compiled
-    """The reference glass-blur loop on (B, H, W, C) with given (dx, dy) offsets (B, nh, nw, 2): visit
-    inner pixels from the bottom-right backwards, copy x[h + dy, w + dx] into x[h, w] (in place)."""
-    nb, h, w, nc = x.shape
-    for b in numba.prange(nb):
-        for i in range(h - 2 * delta):
-            hh = h - delta - i
-            for j in range(w - 2 * delta):
-                ww = w - delta - j
-                sy = hh + offsets[b, i, j, 1]
-                sx = ww + offsets[b, i, j, 0]
-                for ch in range(nc):
-                    x[b, hh, ww, ch] = x[b, sy, sx, ch]
+    """The reference glass-blur loop on (B, H, W, C ≤ 4) integer values 0..255, in place, with given
+    (dx, dy) offsets (B, nh, nw, 2)."""
+    for b in numba.prange(x.shape[0]):
+        p = _pack(x[b], np.float32(1))
+        _shuffle_round(p, offsets[b], delta)
+        _unpack(p, x[b], np.float32(1))
     return x
 
 
-def motion_sum(xp: np.ndarray, dy: np.ndarray, dx: np.ndarray, wt: np.ndarray, p: int, shape) -> np.ndarray:
-    out = np.zeros(shape, dtype=np.float32)
-    return shifted_sum(np.ascontiguousarray(xp, dtype=np.float32), dy.astype(np.int64), dx.astype(np.int64),
-                       wt.astype(np.float32), p, out)
+@numba.njit(cache=True)
+def _glass_shuffle_one(x, key, iterations, delta):  # pragma: no cover - compiled
+    h, w, nc = x.shape
+    nh, nw = h - 2 * delta, w - 2 * delta
+    span = np.uint64(2 * delta)
+    p = _pack(x, np.float32(255))
+    offs = np.empty((nh, nw, 2), np.int8)
+    for t in range(iterations):
+        for i in range(nh):
+            for j in range(nw):
+                z = draw(key, (t * nh + i) * nw + j)
+                offs[i, j, 0] = np.int8(((z & np.uint64(0xFFFFFFFF)) * span) >> np.uint64(32)) - delta
+                offs[i, j, 1] = np.int8(((z >> np.uint64(32)) * span) >> np.uint64(32)) - delta
+        _shuffle_round(p, offs, delta)
+    _unpack(p, x, np.float32(255))
+
+
+@numba.njit(cache=True, parallel=True)
+def glass_shuffle(x, keys, iterations, delta):  # pragma: no cover - compiled
+    """The reference's middle step on float32 (B, H, W, C) values in [0, 1], in place: truncated to
+    uint8(x · 255), `iterations` rounds of copy_shuffle, back to x / 255. Offsets in [-delta, delta)
+    drawn per image from keys[b]: the (dx, dy) of round t, visit v are the low / high halves of
+    draw(key, t·nh·nw + v)."""
+    for b in numba.prange(x.shape[0]):
+        _glass_shuffle_one(x[b], keys[b], iterations, delta)
+    return x
+
+
+# ---------------------------------------------------------------------------------------------
+# noise and pointwise corruptions: uint8 (B, N) in, uint8 (B, N) out (the reference's truncation)
+
+
+@numba.njit(cache=True, parallel=True)
+def shot_noise(x, keys, cdf, start, levels, out):  # pragma: no cover - compiled
+    """Inverse-CDF Poisson per value: k = min{k : cdf[v, k] ≥ u}, u = uniform(keys[b], i), searched
+    from start[v, ⌊u·bins⌋]; out = levels[k]. The uniforms come a block at a time from a loop that
+    vectorises (15% faster than drawing them inside the search loop)."""
+    bins = start.shape[1]
+    block = 1024
+    for b in numba.prange(x.shape[0]):
+        src, dst, key = x[b], out[b], keys[b]
+        us = np.empty(block, np.float32)
+        for i0 in range(0, src.shape[0], block):
+            m = min(block, src.shape[0] - i0)
+            for i in range(m):
+                us[i] = uniform(key, i0 + i)
+            for i in range(m):
+                u, v = us[i], src[i0 + i]
+                k = np.int64(start[v, np.int64(u * bins)])
+                while cdf[v, k] < u:
+                    k += 1
+                dst[i0 + i] = levels[k]
+    return out
+
+
+@numba.njit(cache=True, parallel=True)
+def gaussian_noise(x, noise, c, out):  # pragma: no cover - compiled
+    """out = uint8(clip(x / 255 + c · noise, 0, 1) · 255)."""
+    cf = np.float32(c)
+    for b in numba.prange(x.shape[0]):
+        src, n, dst = x[b], noise[b], out[b]
+        for i in range(src.shape[0]):
+            dst[i] = _u8_unit32(np.float32(src[i]) / np.float32(255) + cf * n[i])
+    return out
+
+
+@numba.njit(cache=True, parallel=True)
+def impulse_noise(x, u, c, out):  # pragma: no cover - compiled
+    """skimage's salt & pepper from its two uniform draws per value: flipped where u[b, 0] ≤ c, to 255
+    where also u[b, 1] ≤ 0.5, else to 0."""
+    for b in numba.prange(x.shape[0]):
+        src, flip, salt, dst = x[b], u[b, 0], u[b, 1], out[b]
+        for i in range(src.shape[0]):
+            dst[i] = (np.uint8(255) if salt[i] <= 0.5 else np.uint8(0)) if flip[i] <= c else src[i]
+    return out
+
+
+@numba.njit(cache=True, parallel=True)
+def brightness(x, c, out):  # pragma: no cover - compiled
+    """HSV value + c (float64, as skimage): with hue and saturation fixed, RGB scaled by V' / V.
+    x, out: (B, P, 3)."""
+    unit = np.arange(256) / 255.0
+    for b in numba.prange(x.shape[0]):
+        src, dst = x[b], out[b]
+        for p in range(src.shape[0]):
+            v = unit[max(src[p, 0], src[p, 1], src[p, 2])]
+            v2 = min(v + c, 1.0)
+            ratio = v2 / v if v > 0 else 0.0
+            for ch in range(3):
+                dst[p, ch] = _u8_unit(unit[src[p, ch]] * ratio if v > 0 else v2)
+    return out
+
+
+@numba.njit(cache=True, parallel=True)
+def contrast(x, c, out):  # pragma: no cover - compiled
+    """(x / 255 - mean) · c + mean per channel (float64, as the reference), clipped, ·255. x, out: (B, P, C).
+    Only 256 values per channel: the mean from a histogram, the output from a table."""
+    unit = np.arange(256) / 255.0
+    for b in numba.prange(x.shape[0]):
+        src, dst = x[b], out[b]
+        npx, nc = src.shape
+        hist = np.zeros((nc, 256), np.int64)
+        for p in range(npx):
+            for ch in range(nc):
+                hist[ch, src[p, ch]] += 1
+        table = np.empty((nc, 256), np.uint8)
+        for ch in range(nc):
+            mean = (hist[ch] * unit).sum() / npx
+            for v in range(256):
+                table[ch, v] = _u8_unit((unit[v] - mean) * c + mean)
+        for p in range(npx):
+            for ch in range(nc):
+                dst[p, ch] = table[ch, src[p, ch]]
+    return out
+
+
+@numba.njit(cache=True, parallel=True)
+def frost(x, tex, picks, c0, c1, out):  # pragma: no cover - compiled
+    """clip(c0 · x + c1 · crop, 0, 255) with crop = tex[i, r:r + H, s:s + W] for picks[b] = (i, r, s)."""
+    nb, h, w, nc = x.shape
+    for b in numba.prange(nb):
+        t, r, s = picks[b, 0], picks[b, 1], picks[b, 2]
+        for i in range(h):
+            src, crop, dst = x[b, i].ravel(), tex[t, r + i, s:s + w].ravel(), out[b, i].ravel()
+            for k in range(w * nc):
+                dst[k] = _u8(c0 * src[k] + c1 * crop[k])
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# weather
+
+
+@numba.njit(inline="always")
+def _plasma(u, m, decay):  # pragma: no cover - compiled
+    """The reference plasma_fractal into m (M, M float32) from its M² - 1 uniforms u, consumed in its
+    order; the same float32 / float64 steps (float32 map, float64 wibble), then scaled to [0, 1]."""
+    size = m.shape[0]
+    m[:, :] = 0
+    used = 0
+    step = size
+    wibble = 100.0
+    while step >= 2:
+        half = step // 2
+        g = size // step
+        wrap = g - 1  # g is a power of two: i & wrap is i mod g, also for i = -1
+        for a in range(g):  # squares: mean of the 4 corners (wrapping) + wibble
+            for b in range(g):
+                a1, b1 = ((a + 1) & wrap) * step, ((b + 1) & wrap) * step
+                sq = (m[a * step, b * step] + m[a1, b * step]) + (m[a * step, b1] + m[a1, b1])
+                m[half + a * step, half + b * step] = sq / np.float32(4) + wibble * (2 * wibble * u[used] - wibble)
+                used += 1
+        for a in range(g):  # diamonds, first those at (a·step, b·step + half) ...
+            for b in range(g):
+                dr = m[half + a * step, half + b * step] + m[half + ((a - 1) & wrap) * step, half + b * step]
+                ul = m[a * step, b * step] + m[a * step, ((b + 1) & wrap) * step]
+                m[a * step, half + b * step] = (dr + ul) / np.float32(4) + wibble * (2 * wibble * u[used] - wibble)
+                used += 1
+        for a in range(g):  # ... then those at (a·step + half, b·step)
+            for b in range(g):
+                dr = m[half + a * step, half + b * step] + m[half + a * step, half + ((b - 1) & wrap) * step]
+                ul = m[a * step, b * step] + m[((a + 1) & wrap) * step, b * step]
+                m[half + a * step, b * step] = (dr + ul) / np.float32(4) + wibble * (2 * wibble * u[used] - wibble)
+                used += 1
+        step //= 2
+        wibble /= decay
+    m -= m.min()
+    m /= m.max()
+
+
+@numba.njit(cache=True)
+def _fog_one(x, u, weight, decay, out):  # pragma: no cover - compiled
+    h, w, nc = x.shape
+    size = int(np.sqrt(u.shape[0] + 1) + 0.5)
+    m = np.empty((size, size), np.float32)
+    _plasma(u, m, decay)
+    top = x.max() / 255.0
+    scale = top / (top + weight)  # one product instead of the reference's · top / (top + weight)
+    fog = np.empty(w * nc)
+    for i in range(h):
+        for k in range(w):  # weight · plasma as float32 (the reference's float32 map times a scalar)
+            for ch in range(nc):
+                fog[k * nc + ch] = np.float32(weight * m[i, k])
+        src, dst = x[i].ravel(), out[i].ravel()
+        for k in range(w * nc):
+            dst[k] = _u8_unit((src[k] / 255.0 + fog[k]) * scale)
+
+
+@numba.njit(cache=True, parallel=True)
+def fog(x, u, weight, decay, out):  # pragma: no cover - compiled
+    """The reference fog on uint8 (B, H, W, C): x / 255 + weight · plasma (top-left H×W of the map
+    from the image's uniforms u[b]), scaled by max / (max + weight), clipped, ·255."""
+    for b in numba.prange(x.shape[0]):
+        _fog_one(x[b], u[b], weight, decay, out[b])
+    return out
+
+
+@numba.njit(cache=True, parallel=True)
+def snow_blend(x, unit, layer, blend, out):  # pragma: no cover - compiled
+    """The reference snow's last step on uint8 (B, H, W, 3): x / 255 (unit[x], float32) whitened
+    towards its grey level, plus the snow layer (rounded to 1/255, its top-left H×W) and the layer
+    turned by 180°; float32 as the reference up to the layer (float64), clipped, ·255, truncated."""
+    nb, h, w, nc = x.shape
+    cb = np.float32(blend)
+    for b in numba.prange(nb):
+        lay = layer[b]
+        for i in range(h):
+            src, dst, top, bot = x[b, i], out[b, i], lay[i], lay[h - 1 - i]
+            for k in range(w):
+                r, g, bl = unit[src[k, 0]], unit[src[k, 1]], unit[src[k, 2]]
+                lift = (np.float32(0.299) * r + np.float32(0.587) * g + np.float32(0.114) * bl) * np.float32(1.5) + np.float32(0.5)
+                flakes = np.rint(top[k] * 255.0) / 255.0 + np.rint(bot[w - 1 - k] * 255.0) / 255.0
+                dst[k, 0] = _u8_unit(np.float64(cb * r + (np.float32(1) - cb) * max(r, lift)) + flakes)
+                dst[k, 1] = _u8_unit(np.float64(cb * g + (np.float32(1) - cb) * max(g, lift)) + flakes)
+                dst[k, 2] = _u8_unit(np.float64(cb * bl + (np.float32(1) - cb) * max(bl, lift)) + flakes)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# digital
+
+
+@numba.njit(inline="always")
+def _symmetric(j, n):  # pragma: no cover - compiled
+    """Index j folded into 0..n-1 by half-sample symmetry (scipy 'reflect', cv2 BORDER_REFLECT)."""
+    if 0 <= j < n:
+        return j
+    m = j % (2 * n)
+    return m if m < n else 2 * n - 1 - m
+
+
+@numba.njit(inline="always")
+def _displace_n(src, dy, dx, dst, nc):  # pragma: no cover - compiled
+    h, w = dy.shape
+    iy, ix = np.empty(w, np.int64), np.empty(w, np.int64)
+    ty, tx = np.empty(w), np.empty(w)
+    for i in range(h):
+        ddy, ddx, out = dy[i], dx[i], dst[i].ravel()
+        for k in range(w):  # the coordinates of a row first: a loop that vectorises (1.7× faster overall)
+            yy, xx = i + np.float64(ddy[k]), k + np.float64(ddx[k])
+            y0, x0 = np.floor(yy), np.floor(xx)
+            ty[k], tx[k] = yy - y0, xx - x0
+            iy[k], ix[k] = np.int64(y0), np.int64(x0)
+        for k in range(w):
+            ya, yb = _symmetric(iy[k], h), _symmetric(iy[k] + 1, h)
+            xa, xb = _symmetric(ix[k], w) * nc, _symmetric(ix[k] + 1, w) * nc
+            w00, w01, w10, w11 = (1 - ty[k]) * (1 - tx[k]), (1 - ty[k]) * tx[k], ty[k] * (1 - tx[k]), ty[k] * tx[k]
+            for ch in range(nc):
+                v = w00 * src[ya, xa + ch] + w01 * src[ya, xb + ch] + w10 * src[yb, xa + ch] + w11 * src[yb, xb + ch]
+                out[k * nc + ch] = _u8_unit32(np.float32(v))
+
+
+@numba.njit(cache=True, parallel=True)
+def displace(img, dy, dx, out):  # pragma: no cover - compiled
+    """scipy map_coordinates(img, (i + dy, k + dx, ch), order=1, mode='reflect') per image (float64
+    weights as scipy), the float32 result clipped, ·255, truncated to uint8. img: float32 (B, H, W, C);
+    dy, dx: float32 (B, H, W)."""
+    nb, h, w, nc = img.shape
+    for b in numba.prange(nb):
+        src = img[b].reshape(h, w * nc)
+        if nc == 3:  # constant channel count: unrolled
+            _displace_n(src, dy[b], dx[b], out[b], 3)
+        else:
+            _displace_n(src, dy[b], dx[b], out[b], nc)
+    return out

@@ -7,7 +7,8 @@ import functools
 import numpy as np
 import torch
 
-from .ops import ImageRng, clipped_zoom, correlate, gaussian_filter, motion_blur as _motion_blur
+from .ops import (U8_TO_01, ImageRng, as_rows, clipped_zoom, correlate, cpu_kernel, gaussian_filter, motion_blur as _motion_blur,
+                  motion_blur_nhwc, use_compiled, zoom_tables)
 from .registry import register_corruption
 
 
@@ -24,6 +25,11 @@ def disk_kernel(radius: float, alias_blur: float) -> np.ndarray:
     """The ImageNet-C antialiased disk: a binary disk, normalised, blurred by a tiny Gaussian (cv2)."""
     import cv2
 
+    d, ksize = _disk(radius)
+    return cv2.GaussianBlur(d, ksize=ksize, sigmaX=alias_blur)
+
+
+def _disk(radius: float) -> tuple[np.ndarray, tuple[int, int]]:
     if radius <= 8:
         ax, ksize = np.arange(-8, 8 + 1), (3, 3)
     else:
@@ -31,11 +37,45 @@ def disk_kernel(radius: float, alias_blur: float) -> np.ndarray:
     xx, yy = np.meshgrid(ax, ax)
     d = np.array((xx ** 2 + yy ** 2) <= radius ** 2, dtype=np.float32)
     d /= np.sum(d)
-    return cv2.GaussianBlur(d, ksize=ksize, sigmaX=alias_blur)
+    return d, ksize
+
+
+@functools.lru_cache(maxsize=None)
+def disk_boxes(radius: float, alias_blur: float):
+    """disk_kernel as (row half-widths, disk value, 1-D Gaussian taps) for the compiled
+    box-sum filter, or None where it is not exactly disk ⊛ Gaussian: cv2 blurs the disk inside its
+    canvas, so a disk reaching the canvas edge (radius ≥ 8) gets reflected values instead."""
+    import cv2
+
+    d, ksize = _disk(radius)
+    q = ksize[0] // 2
+    g = cv2.getGaussianKernel(ksize[0], alias_blur, cv2.CV_32F).astype(np.float64).ravel()
+    full = cv2.sepFilter2D(np.pad(d.astype(np.float64), q), -1, g, g, borderType=cv2.BORDER_CONSTANT)
+    inside, k = full[q:-q, q:-q], disk_kernel(radius, alias_blur)
+    if np.abs(inside - k).max() > 1e-6 * k.max() or full.sum() - inside.sum() > 1e-6:
+        return None
+    counts = np.count_nonzero(d, axis=1)
+    rows = np.nonzero(counts)[0]
+    half = (counts[rows.min():rows.max() + 1] - 1) // 2  # each row of a disk is one centred run
+    # the disk value that gives our product the kernel's own sum (the float32 kernel sums to 1 ± 1e-7):
+    # on flat areas the result is then v / 255 · Σk as the reference's, which truncates the same way
+    value = float(np.sum(k, dtype=np.float64)) / (counts.sum() * g.sum() ** 2)
+    return half.astype(np.int64), value, g
 
 
 @register_corruption("defocus_blur")
 def defocus_blur(x: torch.Tensor, c, rng: ImageRng, opt: dict) -> torch.Tensor:
+    boxes = disk_boxes(*c) if use_compiled(x) else None
+    if boxes is not None:  # box sums: a few reads per pixel instead of a 17×17 filter
+        arr = np.ascontiguousarray(x.numpy())
+        return torch.from_numpy(cpu_kernel("disk_blur")(arr, *boxes, np.empty_like(arr)))
+    if use_compiled(x):  # cv2.filter2D as the reference (BORDER_REFLECT_101), float32, per image
+        import cv2
+
+        out = np.empty(tuple(x.shape), np.float32)
+        for a, o in zip(x.float().div_(255.0).numpy(), out):
+            cv2.filter2D(a, -1, disk_kernel(*c), dst=o)
+        return torch.from_numpy(out).clamp_(0, 1).mul_(255)
     k = torch.as_tensor(disk_kernel(*c), device=x.device)
     return nhwc255(correlate(nchw01(x), k, "reflect101"))
 
@@ -82,23 +122,20 @@ def local_shuffle(x: torch.Tensor, offsets: torch.Tensor, delta: int) -> torch.T
 def glass_blur(x: torch.Tensor, c, rng: ImageRng, opt: dict) -> torch.Tensor:
     sigma, delta, iterations = c
     h, w = x.shape[1:3]
-    y = torch.floor(gaussian_filter(nchw01(x), sigma, "edge") * 255)  # np.uint8(... * 255) truncates
     nh, nw = max(0, h - 2 * delta), max(0, w - 2 * delta)
+    if use_compiled(x):  # channels-last memory throughout: no copies between the filters and the loop
+        y = gaussian_filter(x.permute(0, 3, 1, 2).float().div_(255.0), sigma, "edge")
+        if nh and nw:  # the sequential loop compiled, with the uint8 truncation; it draws its own offsets
+            cpu_kernel("glass_shuffle")(y.permute(0, 2, 3, 1).numpy(), rng.keys("glass_blur"), iterations, delta)
+        else:
+            y = torch.floor(y * 255) / 255
+        rows = as_rows(gaussian_filter(y, sigma, "edge").permute(0, 2, 3, 1))
+        return torch.from_numpy(cpu_kernel("to_u8")(rows, 1, np.empty(rows.shape, np.uint8)).reshape(x.shape))
+    y = torch.floor(gaussian_filter(nchw01(x), sigma, "edge") * 255)  # np.uint8(... * 255) truncates
     if nh and nw:
         offs = rng.randint("glass_blur", -delta, delta, iterations, nh, nw, 2)
-        if y.device.type == "cpu":  # the sequential loop itself, compiled
-            from ._cpu_kernels import copy_shuffle
-            from .ops import numba_threads
-
-            numba_threads(torch.get_num_threads())
-            arr = y.permute(0, 2, 3, 1).contiguous().numpy()
-            o = offs.numpy()
-            for i in range(iterations):
-                copy_shuffle(arr, o[:, i], delta)
-            y = torch.from_numpy(arr).permute(0, 3, 1, 2)
-        else:
-            for i in range(iterations):
-                y = local_shuffle(y, offs[:, i], delta)
+        for i in range(iterations):
+            y = local_shuffle(y, offs[:, i], delta)
     return nhwc255(gaussian_filter(y / 255.0, sigma, "edge"))
 
 
@@ -106,7 +143,10 @@ def glass_blur(x: torch.Tensor, c, rng: ImageRng, opt: dict) -> torch.Tensor:
 def motion_blur(x: torch.Tensor, c, rng: ImageRng, opt: dict) -> torch.Tensor:
     radius, sigma = c
     angles = np.array([r.uniform(-45, 45) for r in rng.legacy()])  # the reference's first draw
-    y = _motion_blur(x.permute(0, 3, 1, 2).float(), angles, radius, sigma)
+    if use_compiled(x):
+        rows = as_rows(motion_blur_nhwc(x, angles, radius, sigma))
+        return torch.from_numpy(cpu_kernel("to_u8")(rows, 255, np.empty(rows.shape, np.uint8)).reshape(x.shape))
+    y = _motion_blur(x.permute(0, 3, 1, 2), angles, radius, sigma)
     return y.clamp_(0, 255).permute(0, 2, 3, 1)
 
 
@@ -121,9 +161,20 @@ def crop_zoomed(z: torch.Tensor, h: int, w: int, how: str) -> torch.Tensor:
 @register_corruption("zoom_blur")
 def zoom_blur(x: torch.Tensor, c, rng: ImageRng, opt: dict) -> torch.Tensor:
     factors = np.arange(*c)
+    if use_compiled(x):
+        return _zoom_blur_cpu(x, factors, opt["zoom_crop"])
     y = x.permute(0, 3, 1, 2).float().div_(255.0)  # channels-last memory: the fast bilinear kernel
     h, w = y.shape[-2:]
     out = y.clone()
     for z in factors:
         out += crop_zoomed(clipped_zoom(y, float(z)), h, w, opt["zoom_crop"])
     return nhwc255(out.div_(len(factors) + 1))
+
+
+def _zoom_blur_cpu(x: torch.Tensor, factors: np.ndarray, crop: str) -> torch.Tensor:
+    """zoom_blur on CPU: one compiled pass per image over all zoom factors (separable bilinear taps)."""
+    h, w = x.shape[1:3]
+    rows = [np.stack(t) for t in zip(*(zoom_tables(h, float(z), crop) for z in factors))]
+    cols = [np.stack(t) for t in zip(*(zoom_tables(w, float(z), crop) for z in factors))]
+    arr = np.ascontiguousarray(x.numpy())
+    return torch.from_numpy(cpu_kernel("zoom_blur")(arr, U8_TO_01, *rows, *cols, np.empty_like(arr)))

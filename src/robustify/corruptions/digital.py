@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import functools
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 
 from .blur import nchw01, nhwc255
-from .ops import ImageRng, bilinear_sample, gaussian_filter
+from .ops import ImageRng, as_rows, bilinear_sample, cpu_kernel, gaussian_filter, thread_map, use_compiled
 from .registry import register_corruption
 
 
 @register_corruption("contrast")
 def contrast(x: torch.Tensor, c, rng: ImageRng, opt: dict) -> torch.Tensor:
+    if use_compiled(x):
+        rows = as_rows(x).reshape(len(x), -1, x.shape[-1])
+        return torch.from_numpy(cpu_kernel("contrast")(rows, float(c), np.empty_like(rows)).reshape(x.shape))
     y = x.float().div_(255.0)
     means = y.mean(dim=(1, 2), keepdim=True, dtype=torch.float64).float()
     return y.sub_(means).mul_(c).add_(means).clamp_(0, 1).mul_(255)
@@ -27,27 +29,37 @@ def _smooth(u: torch.Tensor, sigma, gain: float) -> torch.Tensor:
 @register_corruption("elastic_transform")
 def elastic_transform(x: torch.Tensor, c, rng: ImageRng, opt: dict) -> torch.Tensor:
     b, h, w, _ = x.shape
-    y = nchw01(x)
     dev = x.device
-    gy, gx = torch.meshgrid(torch.arange(h, device=dev, dtype=torch.float32),
-                            torch.arange(w, device=dev, dtype=torch.float32), indexing="ij")
     # the reference's own draws (numpy's legacy stream for the image seed), in its order:
     # [affine jitter (cifar)], uniform field for dx, uniform field for dy
     affine = opt["elastic"] == "affine"
     scale = h / 32.0
-    jitter = c[2] * scale if affine else 0.0
-    draws = [r.random_sample(6 * affine + 2 * h * w) for r in rng.legacy()]
-    u = torch.as_tensor(np.stack(draws), dtype=torch.float64, device=dev)
     if affine:  # make_cifar_c.py: random affine, then the displacement field
-        alpha, sigma = c[0] * scale, c[1] * scale
-        y = _random_affine(y, (u[:, :6].cpu().numpy() * (2 * jitter) - jitter).astype(np.float32).reshape(b, 3, 2))
-        lim = 1.0
+        alpha, sigma, jitter, lim = c[0] * scale, c[1] * scale, c[2] * scale, 1.0
     else:  # the reference package: sigma 1% of each side, uniform ±0.5% of the height
-        alpha, sigma, lim = c, (h * 0.01, w * 0.01), h * 0.005
-    fields = (u[:, 6 * affine:] * (2 * lim) - lim).float().reshape(b, 2, h, w)
+        alpha, sigma, jitter, lim = c, (h * 0.01, w * 0.01), 0.0, h * 0.005
+    jit = np.empty((b, 3, 2), np.float32)
+    fields = np.empty((b, 2, h, w), np.float32)
+
+    def draw(i, r):  # U(-a, a) = -a + 2a·U(0, 1), as numpy's uniform
+        if affine:
+            jit[i] = (r.random_sample(6) * (2 * jitter) - jitter).reshape(3, 2)
+        u = r.random_sample(2 * h * w)
+        u *= 2 * lim
+        u -= lim
+        fields[i] = u.reshape(2, h, w)
+
+    rng.legacy_map(draw)
+    y = _random_affine(nchw01(x), jit) if affine else None
+    fields = torch.as_tensor(fields, device=dev)
     dx = _smooth(fields[:, 0], sigma, alpha)
     dy = _smooth(fields[:, 1], sigma, alpha)
-    return nhwc255(bilinear_sample(y, gy + dy, gx + dx, "symmetric"))
+    if use_compiled(x):  # map_coordinates compiled, straight to uint8
+        img = (y.permute(0, 2, 3, 1) if affine else x.float().div_(255.0)).contiguous().numpy()
+        return torch.from_numpy(cpu_kernel("displace")(img, dy.numpy(), dx.numpy(), np.empty(tuple(x.shape), np.uint8)))
+    gy, gx = torch.meshgrid(torch.arange(h, device=dev, dtype=torch.float32),
+                            torch.arange(w, device=dev, dtype=torch.float32), indexing="ij")
+    return nhwc255(bilinear_sample(nchw01(x) if y is None else y, gy + dy, gx + dx, "symmetric"))
 
 
 def _random_affine(y: torch.Tensor, jit: np.ndarray) -> torch.Tensor:
@@ -69,14 +81,7 @@ def _random_affine(y: torch.Tensor, jit: np.ndarray) -> torch.Tensor:
 
 def _per_image(fn, x: torch.Tensor) -> torch.Tensor:
     """Run a PIL function on each image in threads (PIL releases the GIL)."""
-    arr = x.cpu().numpy()
-    workers = max(1, min(len(arr), torch.get_num_threads()))
-    if workers == 1:
-        out = [fn(a) for a in arr]
-    else:
-        with ThreadPoolExecutor(workers) as pool:
-            out = list(pool.map(fn, arr))
-    return torch.as_tensor(np.stack(out), device=x.device)
+    return torch.as_tensor(np.stack(thread_map(fn, x.cpu().numpy())), device=x.device)
 
 
 @register_corruption("pixelate")
@@ -93,23 +98,30 @@ def pixelate(x: torch.Tensor, c, rng: ImageRng, opt: dict) -> torch.Tensor:
     return _per_image(one, x)
 
 
+# torchvision's batched libjpeg calls give the same bytes as PIL's round trip (same library, same 4:2:0
+# defaults; a test checks against the reference) and save PIL's fixed per-image cost (3× faster at 32
+# px), but its CHW layout costs two transposes, more than PIL's overhead on large images (measured:
+# 1.3× slower at 224 px)
+JPEG_BATCHED_MAX_PIXELS = 128 * 128
+
+
 @register_corruption("jpeg_compression")
 def jpeg_compression(x: torch.Tensor, c, rng: ImageRng, opt: dict) -> torch.Tensor:
-    """PIL's save(quality=c) + reopen. Done by torchvision's batched libjpeg calls on the CPU when
-    available (bit-identical to the PIL round trip here: same library, same 4:2:0 defaults; a test
-    checks it against the reference), else by PIL per image."""
+    """PIL's save(quality=c) + reopen: torchvision's batched codec on small images, else PIL per image."""
     import warnings
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # torchvision 0.29 deprecates its codecs
-            from torchvision.io import decode_jpeg, encode_jpeg
+    if x.shape[1] * x.shape[2] <= JPEG_BATCHED_MAX_PIXELS:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # torchvision 0.29 deprecates its codecs
+                from torchvision.io import decode_jpeg, encode_jpeg
 
-            imgs = list(x.cpu().permute(0, 3, 1, 2).contiguous().unbind(0))
-            dec = decode_jpeg(encode_jpeg(imgs, quality=int(c)))
-        return torch.stack(dec).permute(0, 2, 3, 1).to(x.device)
-    except (ImportError, AttributeError, RuntimeError):
-        return _per_image(functools.partial(_pil_jpeg, quality=int(c)), x)
+                imgs = list(x.cpu().permute(0, 3, 1, 2).contiguous().unbind(0))
+                dec = decode_jpeg(encode_jpeg(imgs, quality=int(c)))
+            return torch.stack(dec).permute(0, 2, 3, 1).to(x.device)
+        except (ImportError, AttributeError, RuntimeError):
+            pass
+    return _per_image(functools.partial(_pil_jpeg, quality=int(c)), x)
 
 
 def _pil_jpeg(a: np.ndarray, quality: int) -> np.ndarray:

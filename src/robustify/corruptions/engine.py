@@ -131,6 +131,6 @@ def _ours(images, name, severity, seeds, table, device) -> np.ndarray:
             x = torch.as_tensor(images[i:i + step], device=dev)
             y = spec.fn(x, c, ImageRng(seeds[i:i + step].tolist(), dev), opt)
             if y.dtype != torch.uint8:
-                y = y.clamp(0, 255).floor_().to(torch.uint8)  # the reference's np.uint8 truncation
-            out[i:i + step] = y.cpu().numpy()
+                y = y.clamp(0, 255).floor_()  # the reference's np.uint8 truncation (copy_ casts)
+            torch.from_numpy(out[i:i + step]).copy_(y)  # cast, layout and device in one copy
     return out

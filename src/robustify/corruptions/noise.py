@@ -8,13 +8,16 @@ import numpy as np
 import torch
 from scipy import stats
 
-from .ops import ImageRng
+from .ops import ImageRng, as_rows, cpu_kernel, use_compiled
 from .registry import register_corruption
 
 
 @register_corruption("gaussian_noise")
 def gaussian_noise(x: torch.Tensor, c: float, rng: ImageRng, opt: dict) -> torch.Tensor:
     n = rng.randn("gaussian_noise", *x.shape[1:])
+    if use_compiled(x):  # one fused pass straight to uint8
+        rows = as_rows(x)
+        return torch.from_numpy(cpu_kernel("gaussian_noise")(rows, as_rows(n), c, np.empty_like(rows)).reshape(x.shape))
     return (x.float() / 255.0 + n * c).clamp_(0, 1) * 255
 
 
@@ -30,18 +33,26 @@ def _poisson_tables(c: float, bins: int) -> tuple[np.ndarray, np.ndarray, np.nda
     grid = np.arange(bins) / bins
     start = np.stack([np.searchsorted(row, grid, side="left") for row in cdf]).clip(0, kmax)
     out = np.uint8(np.clip(k / float(c), 0, 1) * 255)
-    return cdf.astype(np.float32), start.astype(np.int32), out
+    # the narrowest integer type: the table is read at random, a smaller one stays in a nearer cache
+    return cdf.astype(np.float32), start.astype(np.uint8 if kmax < 256 else np.int32), out
 
 
 @register_corruption("shot_noise")
 def shot_noise(x: torch.Tensor, c: float, rng: ImageRng, opt: dict) -> torch.Tensor:
-    """Exact inverse-CDF Poisson sampling: only 256 distinct rates, so small tables replace sampling."""
+    """Exact inverse-CDF Poisson sampling: only 256 distinct rates, so small tables replace sampling.
+
+    CPU: compiled, with the uniforms from the kernels' counter-based generator (torch's CPU
+    generator alone took longer than the whole compiled pass)."""
     bins = 256
     cdf_np, start_np, out_np = _poisson_tables(float(c), bins)
+    if use_compiled(x):
+        rows = as_rows(x)
+        out = cpu_kernel("shot_noise")(rows, rng.keys("shot_noise"), cdf_np, start_np, out_np, np.empty_like(rows))
+        return torch.from_numpy(out.reshape(x.shape))
     dev = x.device
     kp1 = cdf_np.shape[1]
     cdf = torch.as_tensor(cdf_np, device=dev).reshape(-1)
-    start = torch.as_tensor(start_np, device=dev).reshape(-1)
+    start = torch.as_tensor(start_np.astype(np.int32), device=dev).reshape(-1)
     out_lut = torch.as_tensor(out_np, device=dev)
     u = rng.rand("shot_noise", *x.shape[1:]).reshape(-1)
     v = x.reshape(-1).int()
@@ -65,9 +76,10 @@ def impulse_noise(x: torch.Tensor, c: float, rng: ImageRng, opt: dict) -> torch.
     shape = tuple(x.shape[1:])
     n = int(np.prod(shape))
     u = np.empty((len(rng), 2, n))
-    for i, g in enumerate(rng.numpy_generators()):
-        g.random(out=u[i, 0])
-        g.random(out=u[i, 1])
+    rng.generators_map(lambda i, g: g.random(out=u[i]))  # flip draws, then salt draws: one stream
+    if use_compiled(x):
+        rows = as_rows(x)
+        return torch.from_numpy(cpu_kernel("impulse_noise")(rows, u, c, np.empty_like(rows)).reshape(x.shape))
     u = torch.as_tensor(u, device=x.device).reshape(len(rng), 2, *shape)
     flipped = u[:, 0] <= c
     salt = (u[:, 1] <= 0.5).to(torch.uint8) * 255

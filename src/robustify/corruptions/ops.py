@@ -1,11 +1,14 @@
 """Batched torch building blocks shared by the corruptions (padding, filters, zoom, sampling, RNG).
 
-Images inside the engine are float32 NCHW tensors; every helper works on any device.
+Images inside the engine are float32 NCHW tensors; every helper works on any device. CPU tensors take
+fast paths where `use_compiled` says so: numba kernels (`_cpu_kernels`) and OpenCV, with the same
+semantics (tests run both).
 """
 
 from __future__ import annotations
 
 import functools
+import threading
 from typing import Sequence
 
 import numpy as np
@@ -13,6 +16,13 @@ import torch
 import torch.nn.functional as F
 
 _MASK64 = (1 << 64) - 1
+U8_TO_01 = (np.arange(256) / 255.0).astype(np.float32)  # float32(v / 255), as the reference rounds it
+COMPILED_CPU = True  # tests switch it off to run the torch code (what other devices run) on the CPU
+
+
+def use_compiled(x: torch.Tensor) -> bool:
+    """Whether work on `x` goes to the CPU fast paths (numba kernels, OpenCV), else to the torch code."""
+    return COMPILED_CPU and x.device.type == "cpu"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -36,10 +46,11 @@ def _stream_key(stream: str) -> int:
 class ImageRng:
     """Random draws per image, keyed only by the image's seed, so output never depends on batching.
 
-    Two kinds: torch generators per (image seed, named draw) for the per-pixel noise we cannot take
-    from the reference (gaussian, shot, glass offsets), and numpy's own streams seeded exactly as the
-    reference engine seeds them (`legacy`, `numpy_generators`) wherever drawing the reference's
-    numbers is cheap: then our output equals the reference's for the same seed.
+    Three kinds: torch generators per (image seed, named draw) for the per-pixel noise we cannot take
+    from the reference (gaussian, shot, glass offsets), keys of the same pairs for the compiled CPU
+    kernels' counter-based generator (shot, glass offsets on CPU), and numpy's own streams seeded
+    exactly as the reference engine seeds them (`legacy`, `legacy_map`, `generators_map`) wherever
+    drawing the reference's numbers is cheap: then our output equals the reference's for the same seed.
     """
 
     def __init__(self, seeds: Sequence[int], device: torch.device):
@@ -50,42 +61,90 @@ class ImageRng:
         return len(self.seeds)
 
     def _gen(self, seed: int, stream: str) -> torch.Generator:
-        key = _splitmix64(seed ^ _stream_key(stream))
         g = torch.Generator(device=self.device)
-        g.manual_seed(key & ((1 << 63) - 1))
+        g.manual_seed(_splitmix64(seed ^ _stream_key(stream)) & ((1 << 63) - 1))
         return g
 
-    def _draw(self, stream: str, fn) -> torch.Tensor:
-        return torch.stack([fn(self._gen(s, stream)) for s in self.seeds])
+    def keys(self, stream: str) -> np.ndarray:
+        """(B,) uint64 keys per (image seed, named draw) for the compiled CPU kernels' counter-based
+        generator (`_cpu_kernels.draw`)."""
+        return np.array([_splitmix64(s ^ _stream_key(stream)) for s in self.seeds], dtype=np.uint64)
+
+    def map(self, fn) -> list:
+        """[fn(i, seed) for each image i] in threads (`thread_map`): numpy and torch fill arrays without
+        holding the GIL, so large per-image draws run side by side."""
+        return thread_map(fn, range(len(self.seeds)), self.seeds)
+
+    def legacy_map(self, fn) -> list:
+        """[fn(i, rs) per image i] with numpy's legacy generator seeded as in `legacy`, in threads (`map`)."""
+        return self.map(lambda i, s: fn(i, _legacy_state(s)))
+
+    def _draw(self, stream: str, fn, shape: tuple, dtype: torch.dtype) -> torch.Tensor:
+        """(B, *shape): fn(generator, out) fills out[i] per image (in threads, no stacking copy)."""
+        out = torch.empty((len(self), *shape), dtype=dtype, device=self.device)
+        mode = torch.is_inference_mode_enabled()  # thread-local: the engine's inference mode, in each thread
+
+        def fill(i, seed):
+            with torch.inference_mode(mode):
+                fn(self._gen(seed, stream), out[i])
+
+        self.map(fill)
+        return out
 
     def rand(self, stream: str, *shape: int) -> torch.Tensor:
         """(B, *shape) uniform [0, 1) float32."""
-        return self._draw(stream, lambda g: torch.rand(shape, generator=g, device=self.device))
+        return self._draw(stream, lambda g, o: torch.rand(shape, generator=g, out=o), shape, torch.float32)
 
     def randn(self, stream: str, *shape: int) -> torch.Tensor:
-        return self._draw(stream, lambda g: torch.randn(shape, generator=g, device=self.device))
+        return self._draw(stream, lambda g, o: torch.randn(shape, generator=g, out=o), shape, torch.float32)
 
     def randint(self, stream: str, low: int, high: int, *shape: int) -> torch.Tensor:
         """(B, *shape) int64 in [low, high)."""
-        return self._draw(stream, lambda g: torch.randint(low, high, shape, generator=g, device=self.device))
+        return self._draw(stream, lambda g, o: torch.randint(low, high, shape, generator=g, out=o), shape, torch.int64)
 
     def legacy(self):
-        """numpy's legacy generator per image (one object, re-seeded: iterate, draw, move on), seeded as
-        the reference engine seeds numpy (seed mod 2^32).
+        """numpy's legacy generator per image (this thread's object, re-seeded: iterate, draw, move on),
+        seeded as the reference engine seeds numpy (seed mod 2^32); `legacy_map` for large draws.
 
         Used for the reference's own draws of motion blur (angle), frost (picture, crop), snow (field,
         angle), fog (plasma wibbles) and elastic (fields): they match the reference for the same seed.
         """
-        rs = np.random.RandomState(0)
         for s in self.seeds:
-            rs.seed(s % (1 << 32))
-            yield rs
+            yield _legacy_state(s)
 
-    def numpy_generators(self):
-        """np.random.default_rng(seed mod 2^32) per image: the stream skimage's random_noise draws from
-        when the reference engine passes it the image seed."""
-        for s in self.seeds:
-            yield np.random.default_rng(s % (1 << 32))
+    def generators_map(self, fn) -> list:
+        """[fn(i, g) per image i], g = np.random.default_rng(seed mod 2^32): the stream skimage's
+        random_noise draws from when the reference engine passes it the image seed. In threads (`map`)."""
+        return self.map(lambda i, s: fn(i, np.random.default_rng(s % (1 << 32))))
+
+
+_THREAD = threading.local()
+
+
+def _legacy_state(seed: int) -> np.random.RandomState:
+    """This thread's legacy generator, re-seeded (seed mod 2^32): re-seeding takes ~1 µs, a new
+    RandomState ~100 µs, which is the whole cost of a 32-px image."""
+    rs = getattr(_THREAD, "legacy", None)
+    if rs is None:
+        rs = _THREAD.legacy = np.random.RandomState(0)
+    rs.seed(seed % (1 << 32))
+    return rs
+
+
+def thread_map(fn, *items: Sequence) -> list:
+    """list(map(fn, *items)) spread over torch's thread count, for work that releases the GIL (numpy
+    and torch array fills, PIL codecs). Results in order; they never depend on the thread count."""
+    k = max(1, min(len(items[0]), torch.get_num_threads()))
+    if k == 1:
+        return list(map(fn, *items))
+    return list(_thread_pool(k).map(fn, *items))
+
+
+@functools.lru_cache(maxsize=None)
+def _thread_pool(k: int):
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(k, thread_name_prefix="robustify-corrupt")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -120,10 +179,28 @@ def gaussian_kernel1d(sigma: float, truncate: float) -> np.ndarray:
     return phi / phi.sum()
 
 
+_CV2_BORDER = {"edge": "BORDER_REPLICATE", "symmetric": "BORDER_REFLECT", "reflect101": "BORDER_REFLECT_101"}
+
+
 def gaussian_filter(x: torch.Tensor, sigma, mode: str, truncate: float = 4.0) -> torch.Tensor:
-    """scipy.ndimage.gaussian_filter over the last two axes of (N, C, H, W); sigma: float or (sy, sx)."""
+    """scipy.ndimage.gaussian_filter over the last two axes of (N, C, H, W); sigma: float or (sy, sx).
+
+    CPU float32: OpenCV's separable filter with the same taps (several times faster than the shifted
+    sums below), per plane, or per image (all channels in one call) when x is channels-last in memory.
+    """
     sy, sx = (sigma, sigma) if np.isscalar(sigma) else sigma
     h, w = x.shape[-2:]
+    if use_compiled(x) and x.dtype == torch.float32:
+        import cv2
+
+        kx, ky = ((gaussian_kernel1d(s, truncate) if s > 0 else np.ones(1)).astype(np.float32) for s in (sx, sy))
+        channels_last = x.ndim == 4 and x.shape[1] <= 4 and not x.is_contiguous() and x.permute(0, 2, 3, 1).is_contiguous()
+        src = x.permute(0, 2, 3, 1).numpy() if channels_last else np.ascontiguousarray(x.numpy()).reshape(-1, h, w)
+        out = np.empty_like(src)
+        border = getattr(cv2, _CV2_BORDER[mode])
+        for a, o in zip(src, out):
+            cv2.sepFilter2D(a, -1, kx, ky, dst=o, borderType=border)
+        return torch.from_numpy(out).permute(0, 3, 1, 2) if channels_last else torch.from_numpy(out).reshape(x.shape)
     if sy > 0:
         x = _shift_sum(pad2d(x, *(2 * [len(gaussian_kernel1d(sy, truncate)) // 2]), 0, 0, mode), gaussian_kernel1d(sy, truncate), -2, h)
     if sx > 0:
@@ -208,6 +285,19 @@ def numba_threads(n: int) -> None:
     numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
 
 
+def cpu_kernel(name: str):
+    """The compiled CPU kernel `name` from _cpu_kernels, with numba's thread count set to torch's."""
+    from . import _cpu_kernels
+
+    numba_threads(torch.get_num_threads())
+    return getattr(_cpu_kernels, name)
+
+
+def as_rows(x: torch.Tensor) -> np.ndarray:
+    """A CPU tensor as a C-contiguous numpy array of one row per image, (B, N) (no copy if contiguous)."""
+    return np.ascontiguousarray(x.numpy()).reshape(len(x), -1)
+
+
 def motion_shifts(angles_deg: np.ndarray, radius: int, sigma: float, shape: tuple[int, int]):
     """The reference `_motion_blur` as shifts: (dy, dx) int64 (B, width) and weights float64 (B, width).
 
@@ -229,20 +319,17 @@ def motion_shifts(angles_deg: np.ndarray, radius: int, sigma: float, shape: tupl
 
 
 def motion_blur(x: torch.Tensor, angles_deg: np.ndarray, radius: int, sigma: float, compiled: bool = True) -> torch.Tensor:
-    """The reference `_motion_blur` on (B, C, H, W), one angle per image.
+    """The reference `_motion_blur` on (B, C, H, W) (any real dtype), one angle per image -> float32.
 
-    CPU: a compiled loop of shifted copies (numba); other devices (or compiled=False): gathered
-    shifted copies for small images, an FFT with per-image kernels for large ones.
+    CPU: a compiled loop of shifted copies (numba, `motion_blur_nhwc`); other devices (or
+    compiled=False): gathered shifted copies for small images, an FFT with per-image kernels for large ones.
     """
     b, c, h, w = x.shape
+    if compiled and use_compiled(x):
+        return motion_blur_nhwc(x.permute(0, 2, 3, 1), angles_deg, radius, sigma).permute(0, 3, 1, 2)
+    x = x.float()
     dy, dx, wt = motion_shifts(angles_deg, radius, sigma, (h, w))
     p = int(max(np.abs(dy).max(), np.abs(dx).max(), 1))
-    if compiled and x.device.type == "cpu":
-        from ._cpu_kernels import motion_sum
-
-        numba_threads(torch.get_num_threads())
-        xp = F.pad(x, (p, p, p, p), mode="replicate")
-        return torch.from_numpy(motion_sum(xp.numpy(), dy, dx, wt, p, tuple(x.shape)))
     if h * w > 96 * 96:
         width = 2 * p + 1
         kern = np.zeros((b, width, width), dtype=np.float64)
@@ -262,6 +349,26 @@ def motion_blur(x: torch.Tensor, angles_deg: np.ndarray, radius: int, sigma: flo
         idx = (base + off[:, j, None, None]).expand(b, c, h * w)
         out.add_(flat.gather(2, idx) * wts[:, j, None, None])
     return out.reshape(b, c, h, w)
+
+
+def motion_blur_nhwc(x: torch.Tensor, angles_deg: np.ndarray, radius: int, sigma: float) -> torch.Tensor:
+    """motion_blur of a CPU (B, H, W, C) tensor (uint8 or float32) -> float32 (B, H, W, C), compiled."""
+    b, h, w, c = x.shape
+    dy, dx, wt = motion_shifts(angles_deg, radius, sigma, (h, w))
+    out = np.empty((b, h, w, c), np.float32)
+    return torch.from_numpy(cpu_kernel("motion_sum")(np.ascontiguousarray(x.numpy()), dy, dx, wt.astype(np.float32), out))
+
+
+def zoom_tables(n: int, z: float, crop: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """clipped_zoom along one axis, cut back to n by `crop` (see blur.crop_zoomed), as bilinear taps:
+    for each output index the source indices lo, hi and the weight of hi (scipy zoom(order=1)
+    geometry: align_corners)."""
+    t, c, o = zoom_shape(n, z)
+    offset = (o - n) // 2 if crop == "center" else 0
+    src = t + (np.arange(n) + offset) * ((c - 1) / (o - 1) if o > 1 else 0.0)
+    lo = np.clip(np.floor(src).astype(np.int64), t, t + c - 1)
+    hi = np.minimum(lo + 1, t + c - 1)
+    return lo, hi, (src - lo).astype(np.float32)
 
 
 def bilinear_sample(x: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, mode: str) -> torch.Tensor:
@@ -301,6 +408,17 @@ def next_power_of_2(x: int) -> int:
     return 1 if x == 0 else 2 ** (x - 1).bit_length()
 
 
+def plasma_draws(rng: ImageRng, mapsize: int) -> np.ndarray:
+    """(B, mapsize² - 1) float64: the reference plasma_fractal's uniforms for each image, in its order."""
+    out = np.empty((len(rng), mapsize * mapsize - 1))
+
+    def draw(i, r):
+        out[i] = r.random_sample(mapsize * mapsize - 1)
+
+    rng.legacy_map(draw)
+    return out
+
+
 def plasma_fractal(rng: ImageRng, mapsize: int, wibbledecay: float) -> torch.Tensor:
     """The reference diamond-square heightmap, one per image: (B, mapsize, mapsize) in [0, 1].
 
@@ -310,7 +428,7 @@ def plasma_fractal(rng: ImageRng, mapsize: int, wibbledecay: float) -> torch.Ten
     b = len(rng)
     dev = rng.device
     m = torch.zeros(b, mapsize, mapsize, device=dev)
-    u = torch.as_tensor(np.stack([r.random_sample(mapsize * mapsize - 1) for r in rng.legacy()]), dtype=torch.float32, device=dev)
+    u = torch.as_tensor(plasma_draws(rng, mapsize), dtype=torch.float32, device=dev)
     used = 0
     stepsize = mapsize
     wibble = 100.0

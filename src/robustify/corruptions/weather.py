@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 from .blur import crop_zoomed, nchw01, nhwc255
-from .ops import ImageRng, clipped_zoom, motion_blur, next_power_of_2, plasma_fractal
+from .ops import (U8_TO_01, ImageRng, as_rows, clipped_zoom, cpu_kernel, motion_blur, next_power_of_2, plasma_draws,
+                  plasma_fractal, use_compiled)
 from .registry import register_corruption
 
 FROST_FILES = ("frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg", "frost6.jpg")
@@ -18,20 +19,25 @@ FROST_FILES = ("frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.j
 def snow(x: torch.Tensor, c, rng: ImageRng, opt: dict) -> torch.Tensor:
     loc, scale, zoom, threshold, radius, sigma, blend = c
     b, h, w, _ = x.shape
-    y = nchw01(x)
-    fields, angles = [], []
-    for r in rng.legacy():  # the reference's own draws, in its order: snow field, then blur angle
-        fields.append(r.normal(size=(h, w), loc=loc, scale=scale))
-        angles.append(r.uniform(-135, -45))
-    layer = torch.as_tensor(np.stack(fields)[:, None], dtype=torch.float32, device=x.device)
-    angles = np.array(angles)
+    layer = np.empty((b, 1, h, w), np.float32)
+
+    def draw(i, r):  # the reference's own draws, in its order: snow field, then blur angle
+        layer[i, 0] = r.normal(size=(h, w), loc=loc, scale=scale)
+        return r.uniform(-135, -45)
+
+    angles = np.array(rng.legacy_map(draw))
+    layer = torch.as_tensor(layer, device=x.device)
     layer = clipped_zoom(layer, float(zoom))
     if opt["zoom_crop"] == "center":  # make_cifar_c.py trims before blurring, through a uint8 PNG
         layer = crop_zoomed(layer, h, w, "center")
-    layer = torch.where(layer < threshold, torch.zeros_like(layer), layer).clamp_(0, 1)
+    layer = layer.masked_fill_(layer < threshold, 0).clamp_(0, 1)
     if opt["zoom_crop"] == "center":
         layer = torch.floor(layer * 255) / 255
     layer = motion_blur(layer, angles, radius, sigma)  # on the whole zoomed layer, as the reference
+    if use_compiled(x):
+        arr = np.ascontiguousarray(x.numpy())
+        return torch.from_numpy(cpu_kernel("snow_blend")(arr, U8_TO_01, layer[:, 0].numpy(), float(blend), np.empty_like(arr)))
+    y = nchw01(x)
     layer = torch.round(layer * 255) / 255
     layer = layer[..., :h, :w]
     gray = 0.299 * y[:, 0:1] + 0.587 * y[:, 1:2] + 0.114 * y[:, 2:3]
@@ -101,6 +107,10 @@ def frost(x: torch.Tensor, c, rng: ImageRng, opt: dict) -> torch.Tensor:
     for r in rng.legacy():  # the reference's own draws: picture, then crop row, then crop column
         i = r.randint(n)
         draws.append((i, r.randint(0, room[i, 0]), r.randint(0, room[i, 1])))
+    if use_compiled(x):
+        out = cpu_kernel("frost")(np.ascontiguousarray(x.numpy()), tex.numpy(), np.array(draws, dtype=np.int64),
+                                float(c[0]), float(c[1]), np.empty(tuple(x.shape), np.uint8))
+        return torch.from_numpy(out)
     draws = torch.as_tensor(np.array(draws, dtype=np.int64), device=x.device)
     idx, start = draws[:, 0], draws[:, 1:]
     rows = (start[:, 0:1] + torch.arange(h, device=x.device))[:, :, None]
@@ -113,8 +123,11 @@ def frost(x: torch.Tensor, c, rng: ImageRng, opt: dict) -> torch.Tensor:
 def fog(x: torch.Tensor, c, rng: ImageRng, opt: dict) -> torch.Tensor:
     weight, decay = c
     b, h, w, _ = x.shape
-    y = x.float() / 255.0
     size = next_power_of_2(int(max(h, w, 3)))
+    if use_compiled(x):
+        arr = np.ascontiguousarray(x.numpy())
+        return torch.from_numpy(cpu_kernel("fog")(arr, plasma_draws(rng, size), float(weight), float(decay), np.empty_like(arr)))
+    y = x.float() / 255.0
     plasma = plasma_fractal(rng, size, decay)[:, :h, :w, None]
     max_val = y.amax(dim=(1, 2, 3), keepdim=True)
     y = y + weight * plasma
@@ -124,6 +137,9 @@ def fog(x: torch.Tensor, c, rng: ImageRng, opt: dict) -> torch.Tensor:
 @register_corruption("brightness")
 def brightness(x: torch.Tensor, c, rng: ImageRng, opt: dict) -> torch.Tensor:
     """HSV value + c: with hue and saturation fixed that is a per-pixel rescale of RGB by V'/V."""
+    if use_compiled(x):
+        rows = as_rows(x).reshape(len(x), -1, 3)
+        return torch.from_numpy(cpu_kernel("brightness")(rows, float(c), np.empty_like(rows)).reshape(x.shape))
     y = x.double() / 255.0
     v = y.amax(dim=-1, keepdim=True)
     v2 = (v + c).clamp_(max=1.0)
