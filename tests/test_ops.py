@@ -338,6 +338,34 @@ def test_dvc_push_pull_round_trip_then_nothing_reruns(tmp_path):
     assert r.returncode == 0 and "didn't change" in r.stdout + r.stderr and "Running stage" not in r.stdout, r.stdout
 
 
+def test_dvc_repro_after_snakemake_keeps_its_outputs(tmp_path):
+    """Outs are `persist: true` (as in our dvc.yaml): `dvc repro` after a plain Snakemake run records
+    hashes and leaves Snakemake's outputs alone — it does not delete and rebuild them."""
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "Snakefile").write_text(
+        'rule all:\n    input: "out/a.txt"\n\n'
+        'rule a:\n    input: "in.txt"\n    output: "out/a.txt"\n'
+        '    shell: "echo run >> runs.log; cp {input} {output}"\n')
+    (proj / "in.txt").write_text("robust heads\n")
+    (proj / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"all": {
+        "cmd": "snakemake --cores 1 all", "deps": ["in.txt", "Snakefile"], "outs": [{"out": {"persist": True}}]}}}))
+    sh = lambda *a: run_cmd(list(a), cwd=proj, timeout=300)  # noqa: E731
+    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["snakemake", "--cores", "1"], ["dvc", "repro", "-q"]):
+        r = sh(*cmd)
+        assert r.returncode == 0, (cmd, r.stdout + r.stderr)
+    assert (proj / "runs.log").read_text() == "run\n"  # Snakemake ran the rule once; DVC did not rebuild
+    r = sh("dvc", "repro")
+    assert r.returncode == 0 and "didn't change" in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+def test_project_dvc_outs_persist():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for name, st in stages.items():
+        for o in st.get("outs", []):
+            assert isinstance(o, dict) and next(iter(o.values())).get("persist") is True, (name, o)
+
+
 # ---------------------------------------------------------------------------------------------
 # 6. benchmarks collection
 
