@@ -301,20 +301,26 @@ def test_dvc_default_remote_is_configured():
     assert res.stdout.strip().split()[0] == run_cmd(["dvc", "remote", "default"], cwd=ROOT).stdout.strip()
 
 
+def _tiny_project(tmp_path, snakefile: str, out):
+    """(project dir, shell) of a tiny Snakemake+DVC project: one DVC stage running `snakemake all` on in.txt."""
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "Snakefile").write_text(snakefile)
+    (proj / "in.txt").write_text("robust heads\n")
+    (proj / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"all": {
+        "cmd": "snakemake --cores 1 all", "deps": ["in.txt", "Snakefile"], "outs": [out]}}}))
+    return proj, lambda *a: run_cmd(list(a), cwd=proj, timeout=300)
+
+
 @pytest.mark.slow
 def test_dvc_push_pull_round_trip_then_nothing_reruns(tmp_path):
     """A tiny Snakemake+DVC project: repro → push → wipe outputs and cache → pull → dvc status clean,
     and `snakemake --touch` marks the restored outputs current so the workflow plans nothing."""
-    proj, remote = tmp_path / "proj", tmp_path / "remote"
-    proj.mkdir()
-    (proj / "Snakefile").write_text(
-        'rule all:\n    input: "out/b.txt"\n\n'
-        'rule a:\n    input: "in.txt"\n    output: "out/a.txt"\n    shell: "tr a-z A-Z < {input} > {output}"\n\n'
-        'rule b:\n    input: "out/a.txt"\n    output: "out/b.txt"\n    shell: "cat {input} {input} > {output}"\n')
-    (proj / "in.txt").write_text("robust heads\n")
-    (proj / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"all": {
-        "cmd": "snakemake --cores 1 all", "deps": ["in.txt", "Snakefile"], "outs": ["out"]}}}))
-    sh = lambda *a: run_cmd(list(a), cwd=proj, timeout=300)  # noqa: E731
+    remote = tmp_path / "remote"
+    proj, sh = _tiny_project(tmp_path, 'rule all:\n    input: "out/b.txt"\n\n'
+                             'rule a:\n    input: "in.txt"\n    output: "out/a.txt"\n    shell: "tr a-z A-Z < {input} > {output}"\n\n'
+                             'rule b:\n    input: "out/a.txt"\n    output: "out/b.txt"\n    shell: "cat {input} {input} > {output}"\n',
+                             "out")
     for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "remote", "add", "-d", "local", str(remote)],
                 ["dvc", "repro", "-q"], ["dvc", "push", "-q"]):
         r = sh(*cmd)
@@ -341,16 +347,10 @@ def test_dvc_push_pull_round_trip_then_nothing_reruns(tmp_path):
 def test_dvc_repro_after_snakemake_keeps_its_outputs(tmp_path):
     """Outs are `persist: true` (as in our dvc.yaml): `dvc repro` after a plain Snakemake run records
     hashes and leaves Snakemake's outputs alone — it does not delete and rebuild them."""
-    proj = tmp_path / "proj"
-    proj.mkdir()
-    (proj / "Snakefile").write_text(
-        'rule all:\n    input: "out/a.txt"\n\n'
-        'rule a:\n    input: "in.txt"\n    output: "out/a.txt"\n'
-        '    shell: "echo run >> runs.log; cp {input} {output}"\n')
-    (proj / "in.txt").write_text("robust heads\n")
-    (proj / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"all": {
-        "cmd": "snakemake --cores 1 all", "deps": ["in.txt", "Snakefile"], "outs": [{"out": {"persist": True}}]}}}))
-    sh = lambda *a: run_cmd(list(a), cwd=proj, timeout=300)  # noqa: E731
+    proj, sh = _tiny_project(tmp_path, 'rule all:\n    input: "out/a.txt"\n\n'
+                             'rule a:\n    input: "in.txt"\n    output: "out/a.txt"\n'
+                             '    shell: "echo run >> runs.log; cp {input} {output}"\n',
+                             {"out": {"persist": True}})
     for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["snakemake", "--cores", "1"], ["dvc", "repro", "-q"]):
         r = sh(*cmd)
         assert r.returncode == 0, (cmd, r.stdout + r.stderr)
