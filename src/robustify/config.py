@@ -226,8 +226,10 @@ class TeachersConfig(Strict):
     @field_validator("epochs")
     @classmethod
     def _epochs(cls, v):
-        items = dict(v) if isinstance(v, dict) else {"epochs": v}
-        if isinstance(v, dict):
+        if isinstance(v, int):
+            items = {"epochs": v}
+        else:
+            items = v
             known_names(list(v), MODEL_NAMES, "teacher")
         for k, n in items.items():
             if not 1 <= n <= 1000:

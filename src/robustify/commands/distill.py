@@ -40,13 +40,11 @@ def run(args) -> None:
     out = Path(args.out or f"results/checkpoints/students/{stem}.pt")
     record_path = Path(args.record or f"results/metrics/distill/{stem}.json")
     check_writable(out, record_path)
-    if args.student not in params.distill.n_tunable_blocks:
-        from ..errors import ConfigError
+    from ..errors import ConfigError
 
+    if args.student not in params.distill.n_tunable_blocks:
         raise ConfigError(f"distill.n_tunable_blocks has no entry for {args.student}; add one to params")
     if args.teacher == "none" and args.variant == "full":
-        from ..errors import ConfigError
-
         raise ConfigError("variant full distils a teacher; pass --teacher NAME (only no_kd runs with --teacher none)")
     job = DistillJob(args.student, args.teacher, args.scheme, args.variant, args.seed, out,
                      init_head=args.init_head, teacher_checkpoint=args.teacher_checkpoint)
