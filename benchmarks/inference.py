@@ -5,6 +5,7 @@ Per student (resnet56_cifar at 32 px, efficientnet_lite0 at 96 px; split as para
   evaluator's MC forward with T passes; naive = T complete forwards of the three-head student, and
   unsplit = trunk once + T × forward_heads (what the evaluator would do without splitting the heads);
 - GFLOPs per image (torch.utils.flop_counter) of plain and ours;
+- the same with the deterministic part as a frozen TorchScript graph (evaluate.freeze, the default);
 - extra model calls the ablations need: every rule is applied to the one OnePass, so the trunk,
   tunable and head calls are counted while the rules run (expected: zero).
 Goal (issue 8): ours ≤ +10% FLOPs and ≤ 1.3× wall time for T=10.
@@ -64,7 +65,8 @@ class CallCounter:
 
 def bench_student(name: str, size: int, batch: int, passes: int, repeats: int, params, head_depth=None) -> dict:
     from robustify.evaluate.flops import count_flops, inference_flops
-    from robustify.evaluate.onepass import OnePass, iterate_arrays, mc_probs, run_onepass, summarize
+    from robustify.evaluate.onepass import OnePass, deterministic_part, iterate_arrays, mc_probs, run_onepass, summarize
+    from robustify.models.frozen import freeze_for_inference
     from robustify.evaluate.selection import RULES, dataset_metrics, select
     from robustify.models import Preprocess, create_model
     from robustify.models.student import create_student
@@ -88,7 +90,12 @@ def bench_student(name: str, size: int, batch: int, passes: int, repeats: int, p
             student.forward_heads(h, mc=True)
 
     with torch.no_grad():
+        # the evaluator's default (evaluate.freeze): deterministic part as a frozen graph
+        frozen_pre = freeze_for_inference(student, deterministic_part(student), x, name)
+        frozen_plain = freeze_for_inference(plain, plain, x, name)
         t, ratio = _time_interleaved({"plain": lambda: plain(x), "ours": lambda: summarize(mc_probs(student, x, passes)),
+                                      "ours_frozen": lambda: summarize(mc_probs(student, x, passes, pre=frozen_pre)),
+                                      "plain_frozen": lambda: frozen_plain(x),
                                       "unsplit_heads": unsplit}, repeats)
         t_naive, r_naive = _time_interleaved({"plain": lambda: plain(x), "naive_T_forwards": naive}, max(1, repeats // 3))
         ratio.update(r_naive)
@@ -151,6 +158,8 @@ def main(argv=None) -> int:
         ms = r["ms_per_image"]
         print(f"  wall ms/img  plain {ms['plain']:.3f}  ours {ms['ours']:.3f}  (×{r['wall_ratio']['ours']:.2f})"
               f"  unsplit heads ×{r['wall_ratio']['unsplit_heads']:.2f}  naive T forwards ×{r['wall_ratio']['naive_T_forwards']:.2f}")
+        print(f"  frozen graph (evaluate.freeze): plain {ms['plain_frozen']:.3f}  ours {ms['ours_frozen']:.3f}"
+              f"  → ours eager/frozen ×{r['wall_ratio']['ours'] / r['wall_ratio']['ours_frozen']:.2f}")
         g = r["gflops"]
         o = r["flops_overhead"]
         print(f"  GFLOPs/img   plain {g['plain_student']:.4f}  ours {g['ours']:.4f}  (+{100 * o['vs_plain_student']:.1f}%:"

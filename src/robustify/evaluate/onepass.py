@@ -92,28 +92,45 @@ def _split_heads(model: nn.Module) -> Optional[Mapping[str, nn.Module]]:
     return heads
 
 
+def deterministic_part(model: nn.Module, fast: bool = True) -> Callable[[torch.Tensor], tuple]:
+    """x → everything before the first dropout: (pre-logits of each split head) or (h,) for heads that
+    must be called whole. The part `freeze_for_inference` may turn into a frozen graph."""
+    heads = _split_heads(model) if fast else None
+    if heads is None:
+        return lambda x: (model.forward_tunable(model.forward_trunk(x)),)
+    names = head_names(model)
+
+    def pre_logits(x: torch.Tensor) -> tuple:
+        h = model.forward_tunable(model.forward_trunk(x))
+        return tuple(heads[n].pre_logits(h) for n in names)
+
+    return pre_logits
+
+
 @torch.no_grad()
 def mc_probs(model: nn.Module, x: torch.Tensor, passes: int, project: Optional[Callable] = None,
-             dropout_p: Optional[float] = None, fast: bool = True) -> dict[str, torch.Tensor]:
+             dropout_p: Optional[float] = None, fast: bool = True,
+             pre: Optional[Callable[[torch.Tensor], tuple]] = None) -> dict[str, torch.Tensor]:
     """Softmax outputs of every head over `passes` stochastic passes: {head: (T, B, C)}.
 
     `project` maps logits to the dataset's label space (class mask / ObjectNet mapping) before softmax.
+    `pre` computes `deterministic_part(model, fast)` (e.g. a frozen graph of it); default eager.
     """
     project = project or (lambda t: t)
-    h = model.forward_tunable(model.forward_trunk(x))
     heads = _split_heads(model) if fast else None
+    det = (pre or deterministic_part(model, fast))(x)
     out: dict[str, list[torch.Tensor]] = {}
     if heads is not None:
         names = head_names(model)
-        pre = {n: heads[n].pre_logits(h) for n in names}
+        pre_logits = dict(zip(names, det))
         for _ in range(passes):
             for n in names:
                 p = heads[n].dropout_p if dropout_p is None else dropout_p
-                logits = heads[n].classifier(F.dropout(pre[n], p, training=True))
+                logits = heads[n].classifier(F.dropout(pre_logits[n], p, training=True))
                 out.setdefault(n, []).append(F.softmax(project(logits).float(), dim=-1))
     else:
         for _ in range(passes):
-            for n, logits in model.forward_heads(h, mc=True).items():
+            for n, logits in model.forward_heads(det[0], mc=True).items():
                 out.setdefault(n, []).append(F.softmax(project(logits).float(), dim=-1))
     return {n: torch.stack(v) for n, v in out.items()}
 
@@ -164,14 +181,18 @@ class OnePass:
 
 def run_onepass(model: nn.Module, preprocess: Callable, batches: Iterable[tuple[np.ndarray, np.ndarray]],
                 passes: int, num_classes: int, project: Optional[Callable] = None, dropout_p: Optional[float] = None,
-                seed: int = 0, total: Optional[int] = None, desc: str = "evaluate", fast: bool = True) -> OnePass:
+                seed: int = 0, total: Optional[int] = None, desc: str = "evaluate", fast: bool = True,
+                pre: Optional[Callable[[torch.Tensor], tuple]] = None) -> OnePass:
     """Evaluate `model` on uint8 NHWC batches (x, y); returns the per-sample OnePass arrays.
 
     The dropout masks come from torch's RNG seeded with `seed` here, so reruns are identical.
+    `pre`: what computes `deterministic_part(model, fast)`, e.g. one `InferenceGraph` shared by every
+    dataset of a model (default: eager).
     """
     from tqdm.auto import tqdm
 
     model.eval()
+    pre = pre or deterministic_part(model, fast)
     torch.manual_seed(seed)
     parts: dict[str, list[np.ndarray]] = {}
     ys = []
@@ -181,7 +202,7 @@ def run_onepass(model: nn.Module, preprocess: Callable, batches: Iterable[tuple[
             if len(yb) and (yb.min() < 0 or yb.max() >= num_classes):
                 bad = int(yb.max()) if yb.max() >= num_classes else int(yb.min())
                 raise DataError(f"{desc}: label {bad} outside 0..{num_classes - 1}; fix the labels or the --classes mapping")
-            probs = mc_probs(model, preprocess(torch.from_numpy(np.ascontiguousarray(xb))), passes, project, dropout_p, fast)
+            probs = mc_probs(model, preprocess(torch.from_numpy(np.ascontiguousarray(xb))), passes, project, dropout_p, fast, pre)
             width = next(iter(probs.values())).shape[-1]
             if width != num_classes:
                 raise DataError(f"{desc}: the model predicts {width} classes but the dataset has {num_classes}; "

@@ -7,14 +7,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
 
 from ..errors import CheckpointError, ConfigError, DataError
-from .onepass import OnePass, SingleHeadModel, load_onepass, run_onepass, save_onepass
+from .onepass import OnePass, SingleHeadModel, deterministic_part, load_onepass, run_onepass, save_onepass
 from .selection import RULES, complementarity, dataset_metrics, diagnostics, is_multihead, routing_auroc
 
 log = logging.getLogger("robustify.evaluate")
@@ -31,6 +31,7 @@ class LoadedModel:
     source: str  # checkpoint path or 'pretrained:<name>'
     sha256: Optional[str] = None
     run: dict = field(default_factory=dict)  # record run fields (student, teacher, scheme, method, variant)
+    inference: Optional[Callable] = None  # deterministic part, frozen or eager (built by inference_fn)
 
     def describe(self) -> dict:
         return {"source": self.source, "sha256": self.sha256, "student": self.student, "image_size": self.image_size}
@@ -129,6 +130,16 @@ def _cache_key(loaded: LoadedModel, cfg, dataset: str) -> str:
                                       cfg.dropout_p, cfg.seed, cfg.per_class))
 
 
+def inference_fn(loaded: LoadedModel, cfg):
+    """The model's deterministic part (trunk → pre-logits), frozen once per model when evaluate.freeze."""
+    if loaded.inference is None:
+        from ..models.frozen import InferenceGraph
+
+        fn = deterministic_part(loaded.model)
+        loaded.inference = InferenceGraph(loaded.model.eval(), fn, loaded.model_id) if cfg.freeze else fn
+    return loaded.inference
+
+
 def onepass_for(loaded: LoadedModel, es, cfg, out_dir: Path, preprocess) -> tuple[OnePass, Path, bool]:
     """The OnePass of one dataset: reuse out_dir's file when written for the same model and settings."""
     path = out_dir / _file_name(es.name)
@@ -141,7 +152,8 @@ def onepass_for(loaded: LoadedModel, es, cfg, out_dir: Path, preprocess) -> tupl
         except DataError:
             pass
     op = run_onepass(loaded.model, preprocess, es.batches(cfg.batch_size), cfg.mc_passes, es.num_classes,
-                     project=es.project, dropout_p=cfg.dropout_p, seed=cfg.seed, total=es.size, desc=es.name)
+                     project=es.project, dropout_p=cfg.dropout_p, seed=cfg.seed, total=es.size, desc=es.name,
+                     pre=inference_fn(loaded, cfg))
     op.meta.update(key=key, dataset=es.name, shifted=es.shifted)
     save_onepass(path, op, cfg.store_probs)
     return op, path, False

@@ -371,9 +371,9 @@ def run_distill(params, job: DistillJob) -> dict:
         raise AssertionError("the frozen trunk changed during distillation")
 
     # validation: clean images and one fresh view set of them (never test data)
-    z_val = torch.from_numpy(C.batched(lambda b: student.forward_trunk(pre_s(b)), val_ds.x, cfg.cache_batch_size))
+    z_val = torch.from_numpy(C.batched(lambda b: student.forward_trunk(pre_s(b)), val_ds.x, cfg.cache_batch_size, owner=student.trunk))
     v_val = view_fn(val_ds.x, C.view_seed(job.seed, 999))
-    z_val_aug = torch.from_numpy(C.batched(lambda b: student.forward_trunk(pre_s(b)), v_val, cfg.cache_batch_size))
+    z_val_aug = torch.from_numpy(C.batched(lambda b: student.forward_trunk(pre_s(b)), v_val, cfg.cache_batch_size, owner=student.trunk))
     yv = torch.from_numpy(val_ds.y)
     metrics = {**head_metrics(head_logits(student, z_val), yv, "val"),
                **head_metrics(head_logits(student, z_val_aug), yv, "val_aug")}
