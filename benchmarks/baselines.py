@@ -3,10 +3,11 @@
 E2E and VPT run the same step as `train.teacher.robustify_teacher` (crop/flip + AugMix views already
 made, CE + λ·JSD on [source, view 1, view 2], SGD step): E2E updates every weight, VPT the prompt and
 classifier (the trunk is frozen but, for padding prompts, still back-propagated through to the input).
-View generation is timed separately (both methods pay it). Ratios in one run are what to read:
+`vpt_micro` is VPT as the training loop runs it: forwards of ≤ teachers.micro_batch images with
+gradients accumulated (its frozen BatchNorm makes that the same update). View generation is timed separately (both methods pay it). Ratios in one run are what to read:
 absolute times move with the load on the shared cores.
 
-    .venv/bin/python benchmarks/baselines.py [--students resnet56_cifar] [--batch 32] [--steps 5]
+    .venv/bin/python benchmarks/baselines.py [--students resnet56_cifar efficientnet_lite0] [--batch 128] [--steps 5]
 """
 
 from __future__ import annotations
@@ -45,25 +46,29 @@ def bench_student(name: str, params, batch: int, steps: int, head: str | None) -
     v, labels = views.batch(idx, 0)
     out = {"student": name, "batch": batch, "views_per_image": int(v.shape[0]), "view_ms_per_train_image": 1000 * view_s / batch}
     loss_fn = jsd_loss(cfg.jsd_lambda)
-    for method in ("e2e", "vpt"):
+    micro = max(1, params.teachers.micro_batch // int(v.shape[0]))  # source images per forward (VPT's loop)
+    for method in ("e2e", "vpt", "vpt_micro"):
         model, size = original_model(params, name, head)
-        if method == "vpt":
+        if method.startswith("vpt"):
             model = vpt.build(model, get_spec(name).family, size, cfg.vpt_tokens, cfg.vpt_pad)
         pre = Preprocess.for_model(name, size)
-        inp = pre(torch.from_numpy(v.reshape(-1, *v.shape[2:])))
+        parts = np.array_split(idx, -(-batch // micro)) if method == "vpt_micro" else [idx]
+        inputs = [(pre(torch.from_numpy(v[:, p].reshape(-1, *v.shape[2:]))), torch.from_numpy(labels[p]), len(p) / batch)
+                  for p in parts]
         opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
         model.train()
 
         def step():
-            loss = loss_fn(model(inp), torch.from_numpy(labels))
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            for inp, lab, share in inputs:  # vpt_micro: gradient accumulation over micro-batches (teachers.micro_batch)
+                (loss_fn(model(inp), lab) * share).backward()
             opt.step()
 
         s = median_time(step, steps)
-        out[f"{method}_ms_per_image_seen"] = 1000 * s / inp.shape[0]
+        out[f"{method}_ms_per_image_seen"] = 1000 * s / (batch * int(v.shape[0]))
         out[f"{method}_trainable_params"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
     out["vpt_over_e2e"] = out["vpt_ms_per_image_seen"] / out["e2e_ms_per_image_seen"]
+    out["vpt_micro_speedup_ratio"] = out["vpt_ms_per_image_seen"] / out["vpt_micro_ms_per_image_seen"]
     return out
 
 
@@ -71,7 +76,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--students", nargs="+", default=["resnet56_cifar"])
     ap.add_argument("--head", default=None, help="linear-probe head for an ImageNet student")
-    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--batch", type=int, default=None, help="source images per step (default: params baselines.vpt_batch_size)")
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "baselines.json"))
     args = ap.parse_args()
@@ -79,7 +84,7 @@ def main() -> None:
     from robustify.config import load_params
 
     params = load_params(ROOT / "params.yaml")
-    rows = [bench_student(s, params, args.batch, args.steps, args.head) for s in args.students]
+    rows = [bench_student(s, params, args.batch or params.baselines.vpt_batch_size, args.steps, args.head) for s in args.students]
     load = os.getloadavg()[0]
     for r in rows:
         r["load_1min"] = load

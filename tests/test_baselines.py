@@ -119,6 +119,33 @@ def test_vpt_padding_keeps_the_trunk_bit_equal_and_learns(tmp_path, cifar_tiny):
     assert {id(p) for p in model.trainable_parameters()} == {id(p) for p in [*model.prompt.parameters(), *model.get_classifier().parameters()]}
 
 
+def test_vpt_micro_batches_give_the_whole_batch_update(tmp_path, cifar_tiny):
+    """Frozen BatchNorm: splitting each batch into forwards of ≤ micro_batch images and accumulating
+    gradients is the same training (up to float summation order), only faster on a CPU."""
+    from robustify.train.distributed import DistEnv
+    from robustify.train.teacher import micro_batch_images
+
+    x, y = cifar_tiny
+    states = {}
+    for micro in (0, 6):  # whole 16-image batches (48 views) vs forwards of 2 images × 3 views
+        model = vpt.build(_r8(0), "cifar_resnet", 32, tokens=4, pad=4).train()
+        assert micro_batch_images(model, micro, DistEnv()) == micro
+        cfg = _loop("vpt", epochs=2).model_copy(update={"micro_batch": micro})
+        res = finetune("resnet8_cifar", model, "augmix", 0, cfg, x, y, tmp_path / f"v{micro}.pt", 32, progress=False)
+        states[micro] = (model.state_dict(), res.epoch_loss)
+    for k, v in states[0][0].items():
+        torch.testing.assert_close(states[6][0][k], v, rtol=1e-4, atol=1e-6, msg=k)
+    np.testing.assert_allclose(states[6][1], states[0][1], rtol=1e-5)
+
+
+def test_batchnorm_in_training_mode_is_never_split():
+    from robustify.train.distributed import DistEnv
+    from robustify.train.teacher import micro_batch_images
+
+    assert micro_batch_images(_r8(0).train(), 32, DistEnv()) == 0  # E2E / teachers: batch statistics
+    assert micro_batch_images(vpt.build(_r8(0), "cifar_resnet", 32, tokens=4, pad=4).train(), 32, DistEnv(world_size=2)) == 0
+
+
 def test_vpt_deep_on_a_vit_keeps_the_trunk_learns_and_roundtrips(tmp_path, cifar_tiny):
     x, y = cifar_tiny
     torch.manual_seed(0)

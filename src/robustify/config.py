@@ -207,6 +207,8 @@ class TeachersConfig(Strict):
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(5e-4, ge=0)
     batch_size: int = Field(128, ge=2, le=4096)
+    micro_batch: int = Field(32, ge=0, le=65536, description="images per forward (views included) when no layer depends on the batch "
+                             "(frozen BatchNorm, as VPT trains): gradients accumulate, the update is the same; 0 = whole batch")
     warmup: float = Field(0.15, ge=0, le=0.9, description="fraction of steps rising to the peak lr")
     jsd_lambda: float = Field(12.0, ge=0, description="weight of the JSD consistency term (schemes with AugMix)")
     train_per_class: Optional[int] = Field(None, ge=1, description="limit training images per class (smoke runs); null = the whole train split")
