@@ -83,6 +83,7 @@ rule e2e:
     benchmark:
         "logs/benchmarks/baselines/e2e/{student}_s{seed}.tsv",
     threads: JOB_THREADS
+    priority: 15
     conda:
         "../envs/train.yaml"
     shell:
@@ -129,6 +130,7 @@ rule vpt:
     benchmark:
         "logs/benchmarks/baselines/vpt/{student}_s{seed}.tsv",
     threads: JOB_THREADS
+    priority: 15
     conda:
         "../envs/train.yaml"
     shell:

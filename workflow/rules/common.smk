@@ -9,8 +9,10 @@ LP_STUDENTS = config.get("linear_probe", {}).get("students", [])
 # plenty of independent jobs, and their single-threaded parts (augmented views, data preparation,
 # numpy) then overlap instead of idling a core. profiles/slurm sets its own per-rule threads.
 JOB_THREADS = max(1, workflow.cores // 2)
-# The longest chain is DeepAugment pool → teachers → distillation → evaluation: those rules carry a
-# `priority`, so free cores go to them before the independent baselines.
+# Longest jobs first (`priority`), so short evaluations fill the gaps at the end: DeepAugment pool and
+# teachers 20 (the chain pool → teachers → distillation → evaluation), E2E and VPT 15 (6-15 CPU-min
+# each; WiSE and four evaluations wait on E2E), distillation 10, the rest 0. Without the 15, the
+# default run started Lite0's E2E last and ended on one busy core (README "Pipeline times").
 
 
 # the CLI reads exactly what Snakemake resolved: see robustify.workflow.export_params
