@@ -38,7 +38,7 @@ test-fast: setup
 # Each benchmark writes benchmarks/out/<name>.json; collect.py merges them into results/benchmarks.json
 # (every ratio in one table). teacher_schemes.py (a training study, hours) and
 # corruptions_device_check.py (GPU only) are run by hand.
-BENCHMARKS ?= corruptions distill inference lp_image_size
+BENCHMARKS ?= corruptions distill inference baselines lp_image_size
 bench: setup  ## benchmarks → results/benchmarks.json
 	@mkdir -p benchmarks/out
 	@for b in $(BENCHMARKS); do echo "== benchmarks/$$b.py"; $(PY) benchmarks/$$b.py || exit 1; done
