@@ -3,8 +3,9 @@
 `torch.jit.trace` + `torch.jit.freeze` folds BatchNorm into the preceding convolutions, inlines the
 weights and lets oneDNN fuse conv + activation. Measured on this 2-core CPU, one thread
 (`benchmarks/inference.py`): EfficientNet-Lite0 @ 96 px 1.3-1.5× faster, CIFAR ResNet-56 1.1×, same
-outputs to ~2e-5 (and small batches, evaluate.batch_size 32, keep the activations in the CPU caches). Evaluation and the distillation caches run these parts over every image many
-times, so the gain is paid back at once. Only eval-mode, gradient-free use: training keeps eager.
+outputs to ~2e-5; small batches (evaluate.batch_size 32) keep the activations in the CPU caches.
+Evaluation and the distillation caches run these parts over every image, so the ~1 s trace is paid
+back at once. Only eval-mode, gradient-free use: training keeps eager.
 
 A graph is only used after it reproduced the eager outputs on the first real batch, and only for
 inputs of that batch's shape. Tracing assumes no control flow on tensor values (true of the CNN,
