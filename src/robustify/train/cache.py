@@ -30,7 +30,7 @@ import torch.nn as nn
 
 from ..errors import DataError
 from ..io import save_npz, sha256_file
-from ..models.frozen import freeze_for_inference
+from ..models.frozen import InferenceGraph
 
 log = logging.getLogger("robustify")
 
@@ -59,18 +59,13 @@ def default_view_fn(scheme: str, settings=None) -> Callable[[np.ndarray, int], n
 
 
 @torch.no_grad()
-def batched(fn: Callable[[torch.Tensor], torch.Tensor], x: np.ndarray, batch: int, desc: str = "",
-            owner: Optional[nn.Module] = None) -> np.ndarray:
-    """Apply `fn` to uint8 NHWC images in batches; float32 numpy out. With `owner` (the eval-mode module
-    fn runs), fn becomes a frozen inference graph on the first batch (models/frozen.py)."""
+def batched(fn: Callable[[torch.Tensor], torch.Tensor], x: np.ndarray, batch: int, desc: str = "") -> np.ndarray:
+    """Apply `fn` (e.g. an `InferenceGraph`) to uint8 NHWC images in batches; float32 numpy out."""
     from tqdm import tqdm
 
     outs = []
     for i in tqdm(range(0, len(x), batch), desc=desc, leave=False, disable=None):
-        xb = torch.from_numpy(np.ascontiguousarray(x[i:i + batch]))
-        if owner is not None:
-            fn, owner = freeze_for_inference(owner, fn, xb, desc or "batched"), None
-        outs.append(fn(xb).float().numpy())
+        outs.append(fn(torch.from_numpy(np.ascontiguousarray(x[i:i + batch]))).float().numpy())
     return np.concatenate(outs) if outs else np.zeros((0,))
 
 
@@ -120,8 +115,7 @@ def build_trunk(cache_dir: Path, student: nn.Module, preprocess: nn.Module, imag
 
     def build() -> dict:
         student.eval()
-        trunk = lambda x: student.forward_trunk(preprocess(x))  # noqa: E731
-        trunk = freeze_for_inference(student, trunk, torch.from_numpy(np.ascontiguousarray(images[:batch])), "trunk")
+        trunk = InferenceGraph(student, lambda x: student.forward_trunk(preprocess(x)), "trunk")
         z_clean = batched(trunk, images, batch, "trunk clean")
         t_orig = torch.cat([original_logits(student, torch.from_numpy(z_clean[i:i + batch]))
                             for i in range(0, len(z_clean), batch)]).numpy()
@@ -139,8 +133,7 @@ def build_teacher(cache_dir: Path, teacher: nn.Module, preprocess: nn.Module, vi
 
     def build() -> dict:
         teacher.eval()
-        fn = lambda x: teacher(preprocess(x))  # noqa: E731
-        fn = freeze_for_inference(teacher, fn, torch.from_numpy(np.ascontiguousarray(views.arrays["views"][0][:batch])), "teacher")
+        fn = InferenceGraph(teacher, lambda x: teacher(preprocess(x)), "teacher")
         return {"t_views": np.stack([batched(fn, v, batch, f"teacher view {k}") for k, v in enumerate(views.arrays["views"])]).astype(np.float32)}
 
     return cached(path, build)

@@ -25,6 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import CheckpointError, TrainingError
+from ..models.frozen import InferenceGraph
 from ..models.heads import HEADS
 from ..models.student import MultiHeadStudent, create_student
 from . import distributed  # issue 12: torchrun/DDP hooks, no-ops for one process
@@ -371,9 +372,10 @@ def run_distill(params, job: DistillJob) -> dict:
         raise AssertionError("the frozen trunk changed during distillation")
 
     # validation: clean images and one fresh view set of them (never test data)
-    z_val = torch.from_numpy(C.batched(lambda b: student.forward_trunk(pre_s(b)), val_ds.x, cfg.cache_batch_size, owner=student.trunk))
+    trunk_fn = InferenceGraph(student.trunk, lambda b: student.forward_trunk(pre_s(b)), "validation trunk")
+    z_val = torch.from_numpy(C.batched(trunk_fn, val_ds.x, cfg.cache_batch_size))
     v_val = view_fn(val_ds.x, C.view_seed(job.seed, 999))
-    z_val_aug = torch.from_numpy(C.batched(lambda b: student.forward_trunk(pre_s(b)), v_val, cfg.cache_batch_size, owner=student.trunk))
+    z_val_aug = torch.from_numpy(C.batched(trunk_fn, v_val, cfg.cache_batch_size))
     yv = torch.from_numpy(val_ds.y)
     metrics = {**head_metrics(head_logits(student, z_val), yv, "val"),
                **head_metrics(head_logits(student, z_val_aug), yv, "val_aug")}
