@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 KEYS = ("ratio", "overhead", "extra_model_calls")  # what counts as a ratio-like figure
 # the figures the README table shows (the full flat table stays in results/benchmarks.json)
 HEADLINE = ("overall.ratio", "ratio_e2e_over_ours", "wall_ratio.ours", "flops_overhead.vs_plain_student",
-            "extra_model_calls_for_all_rules", "ratio_vs_smallest", "frozen_speedup_ratio")
+            "extra_model_calls_for_all_rules", "ratio_vs_smallest", "frozen_speedup_ratio", "shared_trunk_speedup_ratio")
 LABELS = ("student", "name", "corruption", "scheme", "image_size", "size")
 
 

@@ -6,6 +6,8 @@ Per student (resnet56_cifar at 32 px, efficientnet_lite0 at 96 px; split as para
   unsplit = trunk once + T × forward_heads (what the evaluator would do without splitting the heads);
 - GFLOPs per image (torch.utils.flop_counter) of plain and ours;
 - the same with the deterministic part as a frozen TorchScript graph (evaluate.freeze, the default);
+- ours_shared: the same from the trunk's output (evaluate.share_trunk: every evaluation of a student
+  after the first reads the trunk outputs from the cache; the read itself is not timed);
 - extra model calls the ablations need: every rule is applied to the one OnePass, so the trunk,
   tunable and head calls are counted while the rules run (expected: zero).
 Goal (issue 8): ours ≤ +10% FLOPs and ≤ 1.3× wall time for T=10.
@@ -65,7 +67,8 @@ class CallCounter:
 
 def bench_student(name: str, size: int, batch: int, passes: int, repeats: int, params, head_depth=None) -> dict:
     from robustify.evaluate.flops import count_flops, inference_flops
-    from robustify.evaluate.onepass import OnePass, deterministic_part, iterate_arrays, mc_probs, run_onepass, summarize
+    from robustify.evaluate.onepass import (OnePass, after_trunk, deterministic_part, iterate_arrays, mc_probs,
+                                            run_onepass, summarize)
     from robustify.models.frozen import freeze_for_inference
     from robustify.evaluate.selection import RULES, dataset_metrics, select
     from robustify.models import Preprocess, create_model
@@ -93,9 +96,12 @@ def bench_student(name: str, size: int, batch: int, passes: int, repeats: int, p
         # the evaluator's default (evaluate.freeze): deterministic part as a frozen graph
         frozen_pre = freeze_for_inference(student, deterministic_part(student), x, name)
         frozen_plain = freeze_for_inference(plain, plain, x, name)
+        z = student.forward_trunk(x)
+        frozen_rest = freeze_for_inference(student, after_trunk(student), z, name)
         t, ratio = _time_interleaved({"plain": lambda: plain(x), "ours": lambda: summarize(mc_probs(student, x, passes)),
                                       "ours_frozen": lambda: summarize(mc_probs(student, x, passes, pre=frozen_pre)),
                                       "plain_frozen": lambda: frozen_plain(x),
+                                      "ours_shared": lambda: summarize(mc_probs(student, z, passes, pre=frozen_rest)),
                                       "unsplit_heads": unsplit}, repeats)
         t_naive, r_naive = _time_interleaved({"plain": lambda: plain(x), "naive_T_forwards": naive}, max(1, repeats // 3))
         ratio.update(r_naive)
@@ -121,6 +127,7 @@ def bench_student(name: str, size: int, batch: int, passes: int, repeats: int, p
         "ms_per_image": {**{k: 1e3 * v / batch for k, v in t.items()}, "naive_T_forwards": 1e3 * t_naive["naive_T_forwards"] / batch},
         "wall_ratio": ratio,  # median over repeats of (variant / plain) timed back to back
         "frozen_speedup_ratio": ratio["ours"] / ratio["ours_frozen"],  # ours eager / ours frozen (evaluate.freeze)
+        "shared_trunk_speedup_ratio": ratio["ours_frozen"] / ratio["ours_shared"],  # evaluate.share_trunk, after the first
         "gflops": {"plain_model": f_plain_model, "plain_student": f["gflops_plain"], "ours": f["gflops_ours"],
                    "ours_T1": f1["gflops_ours"]},
         # total = three heads' private blocks (T-independent) + the T-1 extra dropout→classifier passes
@@ -163,6 +170,8 @@ def main(argv=None) -> int:
               f"  unsplit heads ×{r['wall_ratio']['unsplit_heads']:.2f}  naive T forwards ×{r['wall_ratio']['naive_T_forwards']:.2f}")
         print(f"  frozen graph (evaluate.freeze): plain {ms['plain_frozen']:.3f}  ours {ms['ours_frozen']:.3f}"
               f"  → ours eager/frozen ×{r['frozen_speedup_ratio']:.2f}")
+        print(f"  shared trunk (evaluate.share_trunk): ours from the trunk's output {ms['ours_shared']:.3f}"
+              f"  → frozen/shared ×{r['shared_trunk_speedup_ratio']:.2f} for every student of a trunk after the first")
         g = r["gflops"]
         o = r["flops_overhead"]
         print(f"  GFLOPs/img   plain {g['plain_student']:.4f}  ours {g['ours']:.4f}  (+{100 * o['vs_plain_student']:.1f}%:"

@@ -86,6 +86,21 @@ def test_teacher_epochs_per_teacher():
         validate(raw)
 
 
+def test_teacher_and_baseline_seeds():
+    raw = _raw()
+    raw["seeds"], raw["teachers"]["seeds"], raw["baselines"]["seeds"] = [0, 1, 2], [0], None
+    p = validate(raw)
+    assert p.teacher_seeds == [0] and p.baseline_seeds == [0, 1, 2]
+    assert [p.teacher_seed(s) for s in (0, 1, 2)] == [0, 0, 0]  # one teacher serves every distillation seed
+    raw["teachers"]["seeds"] = [1, 2]
+    assert [validate(raw).teacher_seed(s) for s in (0, 1, 2)] == [1, 1, 2]  # same seed where one was trained
+    raw["teachers"]["seeds"] = None
+    assert [validate(raw).teacher_seed(s) for s in (0, 1, 2)] == [0, 1, 2]
+    raw["teachers"]["seeds"] = []
+    with pytest.raises(ConfigError, match="teachers.seeds"):
+        validate(raw)
+
+
 def test_unknown_model_name_suggests_registered_one():
     raw = _raw()
     raw["models"]["students"] = ["resnet65_cifar"]

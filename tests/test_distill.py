@@ -212,3 +212,20 @@ def test_cli_missing_teacher_is_one_line(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and "robust teacher not found" in err[-1]
     assert not (tmp_path / "s.pt").exists() and not (tmp_path / "r.json").exists()
+
+
+def test_cli_learns_from_the_teacher_seed_params_name(tmp_path, monkeypatch, capsys):
+    """A distillation seed without its own teacher reads the first of teachers.seeds (the path it names)."""
+    from robustify.cli import main
+
+    monkeypatch.chdir(ROOT)
+    preset = tmp_path / "p.yaml"
+    preset.write_text(f"data: {{root: {tmp_path}/data}}\nteachers: {{seeds: [5]}}\n"
+                      f"distill: {{train_per_class: 1, views_per_image: 1, epochs: 1, "
+                      f"teacher_checkpoint: '{tmp_path}/t_{{teacher}}_s{{seed}}.pt', n_tunable_blocks: {{resnet20_cifar: 1}}}}\n")
+    rc = main(["distill", "--configfile", str(preset), "--student", "resnet20_cifar", "--teacher", "resnet20_cifar",
+               "--scheme", "augmix", "--variant", "full", "--seed", "2", "--out", str(tmp_path / "s.pt"),
+               "--record", str(tmp_path / "r.json")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and f"{tmp_path}/t_resnet20_cifar_s5.pt: robust teacher not found" in err[-1], err[-1]
+    assert "--seed 5" in err[-1]

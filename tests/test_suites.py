@@ -264,6 +264,20 @@ def test_cli_evaluate_distilled_student(cli_env, capsys):
     assert "fcorrect" in c["by_corruption"]["fog"]
     assert rec["metrics"]["c"] == c["accuracy"]["ours"] and 0 <= rec["metrics"]["fcorrect_shifted"] <= 1
     assert rec["metrics"]["fcorrect_clean"] is None  # no in-distribution dataset in this run
+    shared = rec["artifacts"]["shared_trunk"]  # evaluate.share_trunk: the trunk's outputs went to the cache
+    assert (shared["hits"], shared["misses"]) == (0, 5) and shared["dir"].startswith(str(tmp / "data" / "cache"))
+    # another student with the same frozen trunk reads them, and keeps its own numbers
+    other = create_student("resnet8_cifar", n_tunable_blocks=2, head_depth=1, dropout_p=0.2, pretrained=False)
+    other.load_state_dict(student.state_dict())
+    with torch.no_grad():
+        for p in other.trainable_parameters():
+            p.mul_(1.1)
+    distill.save_student(tmp / "o.pt", other, meta)
+    assert _cli("evaluate", "--configfile", preset, "--model", tmp / "o.pt", "--suite", "c", "--data", tmp / "tiny.npz",
+                "--classes", "cifar10", "--out-dir", tmp / "eval_o", "--record", tmp / "rec_o.json") == 0
+    rec_o = json.loads((tmp / "rec_o.json").read_text())
+    assert (rec_o["artifacts"]["shared_trunk"]["hits"], rec_o["artifacts"]["shared_trunk"]["misses"]) == (5, 0)
+    assert rec_o["metrics"]["datasets"] != rec["metrics"]["datasets"]
 
 
 @pytest.mark.parametrize("case,needle", [("missing", "no such dataset file"), ("label", "label 12 outside 0..9"),

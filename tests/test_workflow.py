@@ -22,7 +22,8 @@ def test_lint_clean():
     assert "Congratulations" in res.stdout + res.stderr, res.stdout + res.stderr
 
 
-@pytest.mark.parametrize("preset", [None, "workflow/presets/smoke.yaml", "workflow/presets/paper.yaml"])
+@pytest.mark.parametrize("preset", [None, "workflow/presets/smoke.yaml", "workflow/presets/full.yaml",
+                                    "workflow/presets/paper.yaml"])
 def test_dry_run_plans_whole_dag(preset):
     args = ["-n", "--quiet", "rules"] + (["--configfile", preset] if preset else [])
     res = snakemake(*args)
@@ -39,6 +40,39 @@ def test_apt_trains_once_per_student():
     assert no_kd == ["efficientnet_lite0", "resnet56_cifar"], no_kd
     assert not re.search(r"_resnet\d+_cifar_\w+_no_kd_s", out), "no_kd must not run once per teacher"
     assert "baselines/apt/" not in out
+
+
+def _planned_jobs(out: str) -> list[dict]:
+    """rule / input / output of each job of a `snakemake -n` plan."""
+    jobs = []
+    for block in re.split(r"\n(?=rule \w+:)", out):
+        m = re.match(r"rule (\w+):", block)
+        if m:
+            field = lambda k: (re.search(rf"^\s+{k}: (.*)$", block, re.M) or [None, ""])[1]
+            jobs.append({"rule": m[1], "input": field("input"), "output": field("output")})
+    return jobs
+
+
+def test_seed_axes(tmp_path):
+    """Distillation runs every seed; teachers and trained baselines their own seeds (default one), and a
+    distillation seed without its own teacher learns from the first teacher seed."""
+    res = snakemake("-n", "distill_all", "baselines", "teachers")
+    assert res.returncode == 0, res.stderr[-3000:]
+    jobs = _planned_jobs(res.stdout + res.stderr)
+    seeds = lambda rule: sorted({int(s) for j in jobs if j["rule"] == rule for s in re.findall(r"_s(\d+)\.pt", j["output"])})
+    assert seeds("distill") == [0, 1, 2]
+    assert seeds("robustify_teacher") == [0] and seeds("e2e") == [0] and seeds("vpt") == [0]
+    full = [j for j in jobs if j["rule"] == "distill" and "_full_s2.pt" in j["output"]]
+    assert full and all(re.search(r"teachers/resnet\d+_cifar_augmix_deepaugment_s0\.pt", j["input"]) for j in full)
+
+    override = tmp_path / "seeds.yaml"  # null = the top-level seeds: a teacher and an E2E run per seed
+    override.write_text("teachers: {seeds: null}\nbaselines: {seeds: null}\n")
+    res = snakemake("-n", "distill_all", "baselines", "teachers", "--configfile", str(override))
+    assert res.returncode == 0, res.stderr[-3000:]
+    jobs = _planned_jobs(res.stdout + res.stderr)
+    assert seeds("robustify_teacher") == [0, 1, 2] and seeds("e2e") == [0, 1, 2]
+    full = [j for j in jobs if j["rule"] == "distill" and "_full_s2.pt" in j["output"]]
+    assert full and all("augmix_deepaugment_s2.pt" in j["input"] for j in full)
 
 
 def target_rules() -> set[str]:

@@ -125,6 +125,8 @@ class EvaluateConfig(Strict):
     per_class: Optional[int] = Field(None, ge=1, description="at most this many images per class and dataset (null = all); smoke runs")
     batch_size: int = Field(32, ge=1, le=65536, description="inference batch; small ones stay in the CPU caches (Lite0 @ 96 px: 1.3 ms/img at 32 vs 3.1 at 256)")
     freeze: bool = Field(True, description="run trunk/tunable/pre-logits as a frozen TorchScript graph (BN folded; 1.1-1.5x on CPU); false = eager")
+    share_trunk: bool = Field(True, description="distilled students with one frozen trunk (every teacher, scheme, variant and seed) "
+                              "share its outputs per dataset, cached under <data.root>/cache/eval_trunk; false = every evaluation runs the trunk")
     seed: int = Field(0, description="seed of the dropout masks")
     store_probs: bool = Field(True, description="keep the per-head mean probabilities in the per-sample file (float16)")
     transfer_domain: str = Field("photo", description="PACS domain of the PACS-7 transfer probe")
@@ -202,6 +204,9 @@ class TeachersConfig(Strict):
     """Teacher robustification: fine-tune each teacher from its pretrained weights under each scheme."""
 
     schemes: list[str] = Field(default_factory=lambda: [DEFAULT_SCHEME], min_length=1, description=f"subset of {', '.join(SCHEMES)}")
+    seeds: Optional[list[int]] = Field(None, min_length=1, description="seeds of the robust teachers; null = the top-level seeds. "
+                                       "A distillation run of seed s uses the teacher of seed s where one was trained, else the "
+                                       "first of these: a one-off teacher can serve every distillation seed")
     epochs: int | dict[str, int] = Field(5, description="fine-tuning epochs; a mapping teacher -> epochs gives each teacher its own budget")
     lr: float = Field(0.05, gt=0, le=10, description="peak learning rate of the one-cycle schedule (SGD, Nesterov)")
     momentum: float = Field(0.9, ge=0, lt=1)
@@ -325,6 +330,8 @@ class BaselinesConfig(Strict):
     methods: list[Literal[BASELINE_METHODS]] = Field(  # type: ignore[valid-type]
         default_factory=lambda: ["original", "linear_probe", "e2e", "wise_e2e", "vpt", "apt"],
         description="baselines the workflow runs; zero_shot needs open_clip students")
+    seeds: Optional[list[int]] = Field(None, min_length=1, description="seeds of the trained baselines (E2E, WiSE-E2E, VPT, the "
+                                       "apt method); null = the top-level seeds. APT as distill variant no_kd follows the top-level seeds")
     scheme: str = Field("augmix", description="views of E2E and VPT (AugMix + JSD = the paper's E2E); a scheme of teachers.schemes' list")
     train_per_class: Optional[int] = Field(None, ge=1, description="cap on E2E/VPT training images per class (smoke runs, the default budget); null = the whole train split")
     e2e_epochs: int = Field(3, ge=1, le=1000)
@@ -416,6 +423,18 @@ class Params(Strict):
     report: ReportConfig = Field(default_factory=ReportConfig)
     baselines: BaselinesConfig = Field(default_factory=BaselinesConfig)
 
+    @property
+    def teacher_seeds(self) -> list[int]:
+        return self.teachers.seeds or self.seeds
+
+    @property
+    def baseline_seeds(self) -> list[int]:
+        return self.baselines.seeds or self.seeds
+
+    def teacher_seed(self, seed: int) -> int:
+        """Seed of the robust teacher that a distillation run of `seed` learns from."""
+        return teacher_seed_for(seed, self.teacher_seeds)
+
     @model_validator(mode="after")
     def _lp_students_are_students(self) -> "Params":
         extra = [s for s in self.linear_probe.students if s not in self.models.students]
@@ -426,6 +445,12 @@ class Params(Strict):
 
 # ---------------------------------------------------------------------------------------------
 # loading, merging, hashing
+
+
+def teacher_seed_for(seed: int, teacher_seeds: list[int]) -> int:
+    """The teacher of the same seed where one was trained, else the first teacher seed (shared by the
+    Snakefile's inputs and `robustify distill`, so the two cannot disagree)."""
+    return int(seed) if int(seed) in teacher_seeds else int(teacher_seeds[0])
 
 
 def deep_update(base: dict, update: dict) -> dict:

@@ -64,7 +64,7 @@ BASELINE_RECORDS = [
     if method in BASELINE_METHODS
     for folder in folders
     for student in students
-    for seed in SEEDS
+    for seed in BASELINE_SEEDS
 ] + [f"results/metrics/baselines/zero_shot/{s}.json" for s in ZERO_SHOT_STUDENTS if "zero_shot" in BASELINE_METHODS]
 
 

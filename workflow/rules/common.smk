@@ -1,9 +1,12 @@
 # Helpers only: the resolved parameter file and input functions.
+from robustify.config import teacher_seed_for
 from robustify.workflow import export_params
 
 STUDENTS = config["models"]["students"]
 TEACHERS = config["models"]["teachers"]
-SEEDS = config["seeds"]
+SEEDS = config["seeds"]  # distillation (ours, no_kd = APT); teachers and baselines default to them
+TEACHER_SEEDS = config.get("teachers", {}).get("seeds") or SEEDS
+BASELINE_SEEDS = config.get("baselines", {}).get("seeds") or SEEDS
 LP_STUDENTS = config.get("linear_probe", {}).get("students", [])
 # Torch threads of a training/evaluation job: half the cores, so two jobs run side by side. The DAG has
 # plenty of independent jobs, and their single-threaded parts (augmented views, data preparation,

@@ -1,6 +1,6 @@
 # Uncertainty-based distillation (issue 7): every {student} × {teacher} × {scheme} × {variant} × {seed}
 # of params distill.pairs (within models.students × models.teachers) × distill.schemes × distill.variants × seeds. Inputs: the robust teacher
-# (variant full only) and, for linear_probe.students, the linear-probe head the heads start from.
+# of seed teacher_seed_for(seed, teachers.seeds) (variant full only) and, for linear_probe.students, the linear-probe head the heads start from.
 
 DISTILL = config["distill"]
 DISTILL_PAIRS = {  # params distill.pairs, limited to models.students × models.teachers (presets switch models)
@@ -29,7 +29,8 @@ DISTILL_HEADS = {
 rule distill:
     input:
         data="data/raw/manifest.json",
-        teacher=lambda w: DISTILL["teacher_checkpoint"].format(teacher=w.teacher, scheme=w.scheme, seed=w.seed)
+        teacher=lambda w: DISTILL["teacher_checkpoint"].format(teacher=w.teacher, scheme=w.scheme,
+                                                               seed=teacher_seed_for(int(w.seed), TEACHER_SEEDS))
         if w.variant == "full" else [],
         head=lambda w: DISTILL_HEADS.get(w.student, []),
     output:

@@ -1,9 +1,9 @@
 # Teacher robustification (issue 6): the DeepAugment image set, then every teacher × scheme × seed
-# (params: models.teachers × teachers.schemes × seeds).
+# (params: models.teachers × teachers.schemes × teachers.seeds, default the top-level seeds).
 
 TEACHER_SCHEMES = config["teachers"]["schemes"]
 TEACHER_RECORDS = expand("results/metrics/teachers/{teacher}_{scheme}_s{seed}.json",
-                         teacher=TEACHERS, scheme=TEACHER_SCHEMES, seed=SEEDS)
+                         teacher=TEACHERS, scheme=TEACHER_SCHEMES, seed=TEACHER_SEEDS)
 
 
 rule deepaugment:

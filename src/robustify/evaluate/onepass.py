@@ -92,19 +92,25 @@ def _split_heads(model: nn.Module) -> Optional[Mapping[str, nn.Module]]:
     return heads
 
 
-def deterministic_part(model: nn.Module, fast: bool = True) -> Callable[[torch.Tensor], tuple]:
-    """x → everything before the first dropout: (pre-logits of each split head) or (h,) for heads that
-    must be called whole. The part `freeze_for_inference` may turn into a frozen graph."""
+def after_trunk(model: nn.Module, fast: bool = True) -> Callable[[torch.Tensor], tuple]:
+    """z (the trunk's output) → the rest of `deterministic_part`."""
     heads = _split_heads(model) if fast else None
     if heads is None:
-        return lambda x: (model.forward_tunable(model.forward_trunk(x)),)
+        return lambda z: (model.forward_tunable(z),)
     names = head_names(model)
 
-    def pre_logits(x: torch.Tensor) -> tuple:
-        h = model.forward_tunable(model.forward_trunk(x))
+    def pre_logits(z: torch.Tensor) -> tuple:
+        h = model.forward_tunable(z)
         return tuple(heads[n].pre_logits(h) for n in names)
 
     return pre_logits
+
+
+def deterministic_part(model: nn.Module, fast: bool = True) -> Callable[[torch.Tensor], tuple]:
+    """x → everything before the first dropout: (pre-logits of each split head) or (h,) for heads that
+    must be called whole. The part `freeze_for_inference` may turn into a frozen graph."""
+    rest = after_trunk(model, fast)
+    return lambda x: rest(model.forward_trunk(x))
 
 
 @torch.no_grad()

@@ -32,6 +32,7 @@ class LoadedModel:
     sha256: Optional[str] = None
     run: dict = field(default_factory=dict)  # record run fields (student, teacher, scheme, method, variant)
     inference: Optional[Callable] = None  # deterministic part, frozen or eager (built by inference_fn)
+    shared: Optional[object] = None  # SharedTrunk: trunk outputs shared with other students (evaluate.share_trunk)
 
     def describe(self) -> dict:
         return {"source": self.source, "sha256": self.sha256, "student": self.student, "image_size": self.image_size}
@@ -127,7 +128,7 @@ def _file_name(dataset: str) -> str:
 
 def _cache_key(loaded: LoadedModel, cfg, dataset: str) -> str:
     return "|".join(str(v) for v in (loaded.source, loaded.sha256, loaded.image_size, dataset, cfg.mc_passes,
-                                      cfg.dropout_p, cfg.seed, cfg.per_class))
+                                      cfg.dropout_p, cfg.seed, cfg.per_class, loaded.shared is not None))
 
 
 def inference_fn(loaded: LoadedModel, cfg):
@@ -151,9 +152,12 @@ def onepass_for(loaded: LoadedModel, es, cfg, out_dir: Path, preprocess) -> tupl
                 return op, path, True
         except DataError:
             pass
-    op = run_onepass(loaded.model, preprocess, es.batches(cfg.batch_size), cfg.mc_passes, es.num_classes,
-                     project=es.project, dropout_p=cfg.dropout_p, seed=cfg.seed, total=es.size, desc=es.name,
-                     pre=inference_fn(loaded, cfg))
+    if loaded.shared is not None:  # trunk outputs in, the rest of the deterministic part after them
+        batches, prep, pre = loaded.shared.batches(es), (lambda z: z), loaded.shared.rest
+    else:
+        batches, prep, pre = es.batches(cfg.batch_size), preprocess, inference_fn(loaded, cfg)
+    op = run_onepass(loaded.model, prep, batches, cfg.mc_passes, es.num_classes, project=es.project,
+                     dropout_p=cfg.dropout_p, seed=cfg.seed, total=es.size, desc=es.name, pre=pre)
     op.meta.update(key=key, dataset=es.name, shifted=es.shifted)
     save_onepass(path, op, cfg.store_probs)
     return op, path, False
@@ -190,6 +194,12 @@ def evaluate_model(loaded: LoadedModel, suites: Sequence[str], cfg, params, out_
 
     preprocess = loaded.preprocess()
     sets = build_suites(suites, cfg, params.data.root, loaded.image_size)
+    if cfg.share_trunk and loaded.shared is None:
+        from .trunk_share import SharedTrunk, has_frozen_trunk
+
+        if has_frozen_trunk(loaded.model):
+            loaded.shared = SharedTrunk(Path(params.data.root) / "cache" / "eval_trunk", loaded.model, preprocess,
+                                        loaded.image_size, cfg.batch_size, cfg.freeze, loaded.model_id)
     if data:
         sets["user"] = [user_set(p, classes, loaded.image_size, cfg.per_class) for p in data]
         names = [es.name for es in sets["user"]]
@@ -218,6 +228,10 @@ def evaluate_model(loaded: LoadedModel, suites: Sequence[str], cfg, params, out_
             artifacts["onepass"][es.name] = str(path)
             log.info("%s%s: %s", es.name, " (reused)" if reused else "",
                      ", ".join(f"{r} {m['accuracy'][r]:.2f}" for r in ("ours", "clean", "robust", "oracle") if r in m["accuracy"]))
+    if loaded.shared is not None:
+        sh = loaded.shared
+        artifacts["shared_trunk"] = {"dir": str(sh.dir), "fingerprint": sh.fingerprint, "hits": sh.hits, "misses": sh.misses}
+        log.info("shared trunk %s: %d datasets read, %d computed", sh.dir, sh.hits, sh.misses)
     metrics: dict = {"rules": list(RULES), "beta": cfg.beta, "mc_passes": cfg.mc_passes, "datasets": datasets,
                      "suites": {s: aggregate_suite(datasets, members) for s, members in sets.items()},
                      "diagnostics": diagnostics(datasets) if datasets else {}}

@@ -283,18 +283,20 @@ def resolve_init_head(params, student: str, given: Optional[str]) -> Optional[st
     return None
 
 
-def load_robust_teacher(job: DistillJob, pattern: str) -> tuple[nn.Module, str]:
-    """(teacher model, cache key). 'pretrained' = the plain pretrained teacher (development, ablations)."""
+def load_robust_teacher(job: DistillJob, pattern: str, teacher_seed: Optional[int] = None) -> tuple[nn.Module, str]:
+    """(teacher model, cache key). 'pretrained' = the plain pretrained teacher (development, ablations).
+    `teacher_seed` fills the pattern's {seed} (params teachers.seeds); default the run's seed."""
     from ..io import sha256_file
     from ..models.registry import create_model
 
     src = job.teacher_checkpoint or pattern
     if src == "pretrained":
         return create_model(job.teacher, pretrained=True), f"{job.teacher}:pretrained"
-    path = Path(src.format(teacher=job.teacher, scheme=job.scheme, seed=job.seed))
+    seed = job.seed if teacher_seed is None else teacher_seed
+    path = Path(src.format(teacher=job.teacher, scheme=job.scheme, seed=seed))
     if not path.is_file():
         raise CheckpointError(f"{path}: robust teacher not found; run `robustify robustify-teacher --teacher {job.teacher} "
-                              f"--scheme {job.scheme} --seed {job.seed}` first (or pass --teacher-checkpoint)")
+                              f"--scheme {job.scheme} --seed {seed}` first (or pass --teacher-checkpoint)")
     from .teacher import load_teacher
 
     return load_teacher(path), f"{job.teacher}:{sha256_file(path)}"
@@ -352,7 +354,7 @@ def run_distill(params, job: DistillJob) -> dict:
         view_fn = C.default_view_fn(job.scheme, settings)
     k = cfg.views_per_image
     if w.uses_teacher:  # issue 11: a missing/corrupt/mismatched teacher fails before the caches are built
-        teacher, teacher_key = load_robust_teacher(job, cfg.teacher_checkpoint)
+        teacher, teacher_key = load_robust_teacher(job, cfg.teacher_checkpoint, params.teacher_seed(job.seed))
     views = C.build_views(cache_dir, x, job.scheme, job.seed, k, view_fn, settings_key)
     student_key = C.key_of(meta["student"], meta["n_tunable_blocks"], size, meta["weights"], init_head and _sha(init_head),
                            meta["zero_shot"], get_spec(job.student).weights)
@@ -393,7 +395,8 @@ def run_distill(params, job: DistillJob) -> dict:
     artifacts = {"checkpoint": str(job.out), "checkpoint_sha256": sha, "history": res["history"],
                  "cache": {c.path.name: c.sha256 for c in (views, trunk, teacher_file) if c is not None},
                  "trainable_params": sum(p.numel() for p in student.trainable_parameters()),
-                 "trunk_sha256": fingerprint0}
+                 "trunk_sha256": fingerprint0,
+                 "teacher": teacher_key if w.uses_teacher else None}  # name:sha256 of the robust teacher file
     return {"metrics": metrics, "timing": timing, "artifacts": artifacts, "meta": meta,
             "params_hash": params_hash({"distill": cfg.model_dump(mode="json"), "image_size": size,
                                         "val_per_class": params.data.val_per_class})}

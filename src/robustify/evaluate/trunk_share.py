@@ -1,0 +1,85 @@
+"""Trunk outputs shared by the evaluations of distilled students with one frozen trunk.
+
+Every distilled student of a model (ours and APT, each teacher, scheme and seed) keeps the pretrained
+trunk frozen, so its output on an evaluation image is the same for all of them — and it is most of a
+student's inference cost (ResNet-56: 24 of 29 block evaluations; Lite0: the whole body but one block).
+The first evaluation stores the trunk's output per dataset (float32, .npz under
+<data.root>/cache/eval_trunk/); the others run only the tunable part and the heads.
+
+A file is keyed by the trunk's weight fingerprint, the model's input size, the batch size, whether
+graphs are frozen, and a digest of the dataset's images and labels: a changed dataset or trunk never
+hits. Results do not depend on a hit: both paths run the trunk into float32 batch by batch and the
+rest from there. Concurrent jobs need no lock: files are written atomically, and two jobs that miss
+together both compute the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..io import save_npz
+from ..models.frozen import InferenceGraph
+from ..train.cache import _load, key_of
+from .onepass import after_trunk, iterate_arrays
+
+log = logging.getLogger("robustify.evaluate")
+
+FORMAT = "robustify-eval-trunk-v1"
+
+
+def has_frozen_trunk(model: nn.Module) -> bool:
+    return callable(getattr(model, "trunk_fingerprint", None)) and hasattr(model, "forward_trunk")
+
+
+def _digest(batches: list[tuple[np.ndarray, np.ndarray]]) -> str:
+    h = hashlib.sha256()
+    for x, y in batches:
+        h.update(repr((x.shape, str(x.dtype))).encode())
+        h.update(np.ascontiguousarray(x).tobytes())
+        h.update(np.asarray(y, dtype=np.int64).tobytes())
+    return h.hexdigest()[:16]
+
+
+class SharedTrunk:
+    """Per dataset: (trunk output, label) batches from the cache, or computed and stored; `rest` maps a
+    trunk output to the deterministic part's outputs (frozen graphs when `freeze`)."""
+
+    def __init__(self, root: Path, model: nn.Module, preprocess: Callable, image_size: int, batch_size: int,
+                 freeze: bool, name: str):
+        self.fingerprint = model.trunk_fingerprint()
+        self.dir = Path(root) / self.fingerprint[:16]
+        self.batch_size, self.hits, self.misses = int(batch_size), 0, 0
+        self.settings = (FORMAT, self.fingerprint, int(image_size), self.batch_size, bool(freeze))
+        rest = after_trunk(model)
+        model.eval()
+        self.preprocess = preprocess
+        self.trunk = InferenceGraph(model, model.forward_trunk, f"{name} trunk") if freeze else model.forward_trunk
+        self.rest = InferenceGraph(model, rest, f"{name} after the trunk") if freeze else rest
+
+    def path(self, name: str, digest: str) -> Path:
+        return self.dir / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}_{key_of(*self.settings, name, digest)}.npz"
+
+    @torch.no_grad()
+    def batches(self, es) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The dataset `es` as (float32 trunk output, labels) batches of the evaluation batch size."""
+        raw = list(es.batches(self.batch_size))
+        path = self.path(es.name, _digest(raw))
+        arrays = _load(path)
+        if arrays is not None and str(arrays.get("format")) == FORMAT:
+            self.hits += 1
+            return iterate_arrays(arrays["z"], arrays["y"], self.batch_size)
+        self.misses += 1
+        z = [self.trunk(self.preprocess(torch.from_numpy(np.ascontiguousarray(x)))).float().numpy() for x, _ in raw]
+        if not z:
+            return iter(())
+        z, y = np.concatenate(z), np.concatenate([np.asarray(b, dtype=np.int64) for _, b in raw])
+        save_npz(path, format=np.asarray(FORMAT), z=z, y=y)
+        return iterate_arrays(z, y, self.batch_size)

@@ -1,0 +1,99 @@
+"""Shared trunk outputs across evaluations (evaluate.share_trunk): same results hit or miss, keyed by
+trunk and data, close to evaluating without sharing."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from robustify.data.datasets import ArrayDataset
+from robustify.evaluate.onepass import deterministic_part, iterate_arrays, run_onepass
+from robustify.evaluate.suites import array_set
+from robustify.evaluate.trunk_share import SharedTrunk
+from robustify.models import Preprocess
+from robustify.models.frozen import InferenceGraph
+from robustify.models.student import create_student
+
+PRE = Preprocess.for_model("resnet8_cifar", 32)
+
+
+def _students():
+    """Two distilled students of one model: same frozen trunk, different tunable part and heads."""
+    torch.manual_seed(0)
+    a = create_student("resnet8_cifar", n_tunable_blocks=2, head_depth=1, dropout_p=0.3, pretrained=False).eval()
+    torch.manual_seed(0)
+    b = create_student("resnet8_cifar", n_tunable_blocks=2, head_depth=1, dropout_p=0.3, pretrained=False).eval()
+    with torch.no_grad():
+        for n, p in b.named_parameters():
+            if not n.startswith("trunk."):
+                p.add_(0.05 * torch.randn_like(p))
+    assert a.trunk_fingerprint() == b.trunk_fingerprint()
+    return a, b
+
+
+def _set(x, y, name="c/gaussian_noise/3"):
+    return array_set(name, "c", True, lambda: ArrayDataset(name, x, y))
+
+
+def _data(n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, n)
+
+
+def _run(share: SharedTrunk, model, es):
+    return run_onepass(model, lambda z: z, share.batches(es), 5, 10, seed=3, pre=share.rest)
+
+
+def test_second_student_reads_the_first_ones_trunk_outputs(tmp_path):
+    a, b = _students()
+    x, y = _data()
+    es = _set(x, y)
+    sa = SharedTrunk(tmp_path, a, PRE, 32, 16, True, "a")
+    _run(sa, a, es)
+    assert (sa.hits, sa.misses) == (0, 1) and len(list(sa.dir.glob("*.npz"))) == 1
+    sb = SharedTrunk(tmp_path, b, PRE, 32, 16, True, "b")
+    hit = _run(sb, b, es)
+    assert (sb.hits, sb.misses) == (1, 0)
+    # a hit gives exactly what computing the trunk gives (fresh cache directory)
+    fresh = SharedTrunk(tmp_path / "fresh", b, PRE, 32, 16, True, "b")
+    miss = _run(fresh, b, es)
+    assert fresh.misses == 1
+    for k in hit.arrays:
+        assert np.array_equal(hit.arrays[k], miss.arrays[k]), k
+    # and matches evaluating without sharing (one frozen graph of the whole deterministic part)
+    plain = run_onepass(b, PRE, iterate_arrays(x, y, 16), 5, 10, seed=3, pre=InferenceGraph(b, deterministic_part(b)))
+    assert np.array_equal(plain.y, hit.y)
+    for k in plain.arrays:
+        if k.startswith("pred_"):
+            assert np.array_equal(plain.arrays[k], hit.arrays[k]), k
+        else:
+            np.testing.assert_allclose(plain.arrays[k], hit.arrays[k], rtol=1e-3, atol=1e-5, err_msg=k)
+
+
+def test_other_trunk_or_other_images_never_hit(tmp_path):
+    a, b = _students()
+    x, y = _data()
+    SharedTrunk(tmp_path, a, PRE, 32, 16, True, "a").batches(_set(x, y))  # fills the cache
+    x2 = x.copy()
+    x2[7, 3, 3, 0] ^= 1  # one pixel of one image
+    s = SharedTrunk(tmp_path, a, PRE, 32, 16, True, "a")
+    s.batches(_set(x2, y))
+    s.batches(_set(x, y, name="c/gaussian_noise/4"))  # same images under another dataset name
+    s.batches(_set(x, y))
+    assert (s.hits, s.misses) == (1, 2)
+    with torch.no_grad():
+        next(b.trunk.parameters()).add_(1e-3)  # another trunk: another directory
+    s2 = SharedTrunk(tmp_path, b, PRE, 32, 16, True, "b")
+    s2.batches(_set(x, y))
+    assert s2.dir != s.dir and (s2.hits, s2.misses) == (0, 1)
+
+
+def test_unreadable_cache_file_is_rebuilt(tmp_path):
+    a, _ = _students()
+    x, y = _data()
+    s = SharedTrunk(tmp_path, a, PRE, 32, 16, True, "a")
+    first = np.concatenate([z for z, _ in s.batches(_set(x, y))])
+    f = next(s.dir.glob("*.npz"))
+    f.write_bytes(f.read_bytes()[:100])  # truncated by a kill or a full disk
+    again = np.concatenate([z for z, _ in s.batches(_set(x, y))])
+    assert s.misses == 2 and np.array_equal(first, again)
