@@ -10,7 +10,8 @@ A file is keyed by the trunk's weight fingerprint, the model's input size, the b
 graphs are frozen, and a digest of the dataset's images and labels: a changed dataset or trunk never
 hits. Results do not depend on a hit: both paths run the trunk into float32 batch by batch and the
 rest from there. Concurrent jobs need no lock: files are written atomically, and two jobs that miss
-together both compute the same bytes.
+together both compute the same bytes. A dataset is held in memory once (its images for the digest,
+then its trunk outputs): meant for CIFAR-scale suites, which is why the paper preset turns it off.
 """
 
 from __future__ import annotations
