@@ -17,7 +17,6 @@ then its trunk outputs): meant for CIFAR-scale suites, which is why the paper pr
 from __future__ import annotations
 
 import hashlib
-import logging
 import re
 from pathlib import Path
 from typing import Callable, Iterator
@@ -28,10 +27,8 @@ import torch.nn as nn
 
 from ..io import save_npz
 from ..models.frozen import InferenceGraph
-from ..train.cache import _load, key_of
+from ..train.cache import _load, batched, key_of
 from .onepass import after_trunk, iterate_arrays
-
-log = logging.getLogger("robustify.evaluate")
 
 FORMAT = "robustify-eval-trunk-v1"
 
@@ -78,9 +75,10 @@ class SharedTrunk:
             self.hits += 1
             return iterate_arrays(arrays["z"], arrays["y"], self.batch_size)
         self.misses += 1
-        z = [self.trunk(self.preprocess(torch.from_numpy(np.ascontiguousarray(x)))).float().numpy() for x, _ in raw]
-        if not z:
+        if not raw:
             return iter(())
-        z, y = np.concatenate(z), np.concatenate([np.asarray(b, dtype=np.int64) for _, b in raw])
+        # same batch boundaries as `raw`: the frozen graph runs on the same shapes as on a cold cache
+        z = batched(lambda b: self.trunk(self.preprocess(b)), np.concatenate([x for x, _ in raw]), self.batch_size)
+        y = np.concatenate([np.asarray(b, dtype=np.int64) for _, b in raw])
         save_npz(path, format=np.asarray(FORMAT), z=z, y=y)
         return iterate_arrays(z, y, self.batch_size)
