@@ -75,9 +75,12 @@ def create_model(name: str, pretrained: bool = False, weights: Optional[str] = N
     if num_classes is not None and num_classes != spec.num_classes:
         model.reset_classifier(num_classes)
     if any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        from .depthwise import use_compiled_depthwise
+
         # oneDNN's NHWC kernels: measured 2.1× (eval) / 1.8× (train) for Lite0 @ 96 px and 1.1–1.2× for the
         # CIFAR ResNets on this CPU, same results up to float rounding; copies (student heads) inherit it
         model.to(memory_format=torch.channels_last)
+        use_compiled_depthwise(model)  # faster weight gradients of k ≥ 5 depthwise convs (training only)
     model.eval()
     return model
 
