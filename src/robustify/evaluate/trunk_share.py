@@ -27,7 +27,7 @@ import torch.nn as nn
 
 from ..io import save_npz
 from ..models.frozen import InferenceGraph
-from ..train.cache import _load, batched, key_of
+from ..train.cache import batched, key_of, read_cache
 from .onepass import after_trunk, iterate_arrays
 
 FORMAT = "robustify-eval-trunk-v1"
@@ -70,7 +70,7 @@ class SharedTrunk:
         """The dataset `es` as (float32 trunk output, labels) batches of the evaluation batch size."""
         raw = list(es.batches(self.batch_size))
         path = self.path(es.name, _digest(raw))
-        arrays = _load(path)
+        arrays = read_cache(path)
         if arrays is not None and str(arrays.get("format")) == FORMAT:
             self.hits += 1
             return iterate_arrays(arrays["z"], arrays["y"], self.batch_size)

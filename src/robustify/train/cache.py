@@ -69,7 +69,8 @@ def batched(fn: Callable[[torch.Tensor], torch.Tensor], x: np.ndarray, batch: in
     return np.concatenate(outs) if outs else np.zeros((0,))
 
 
-def _load(path: Path) -> Optional[dict]:
+def read_cache(path: Path) -> Optional[dict]:
+    """The arrays of an .npz cache file, or None when it is missing or unreadable (then it is rebuilt)."""
     if not path.is_file():
         return None
     try:
@@ -90,7 +91,7 @@ class CacheFile:
 
 def cached(path: Path, build: Callable[[], dict]) -> CacheFile:
     """Load `path` or build, time and save it (atomically)."""
-    arrays = _load(path)
+    arrays = read_cache(path)
     if arrays is None:
         t0 = time.perf_counter()
         arrays = build()
