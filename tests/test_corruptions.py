@@ -283,6 +283,36 @@ def test_glass_shuffle_compiled_equals_parallel():
     assert np.array_equal(a, b)
 
 
+def test_compiled_generators_replay_numpy_and_torch():
+    """The kernels' copies of numpy's legacy generator (snow, fog, elastic), numpy's PCG64 (impulse) and
+    torch's CPU randn (gaussian) give those generators' numbers bit for bit."""
+    import torch
+
+    from robustify.corruptions import _cpu_kernels as K
+    from robustify.corruptions.ops import ImageRng
+
+    seeds = np.array([0, 5, 2**32 - 1, 123456789], np.uint32)
+    u = K.legacy_random(seeds, np.empty((4, 1001)))
+    normals, angles = np.empty((4, 999), np.float32), np.empty(4)
+    K.legacy_normal32(seeds, 0.1, 0.3, normals, angles)
+    for i, s in enumerate(seeds):
+        assert np.array_equal(u[i], np.random.RandomState(s).random_sample(1001))
+        r = np.random.RandomState(s)
+        assert np.array_equal(normals[i], r.normal(0.1, 0.3, 999).astype(np.float32)) and angles[i] == r.uniform(-135, -45)
+    x = images(3, 20, 24)
+    rng = ImageRng([3, 2**40 + 7, 11], "cpu")
+    n = x[0].size
+    flips = np.stack([np.random.default_rng(s % 2**32).random(2 * n) for s in rng.seeds])
+    want = np.where(flips[:, :n] <= 0.09, np.where(flips[:, n:] <= 0.5, 255, 0), x.reshape(3, -1))
+    assert np.array_equal(K.impulse_noise(x.reshape(3, -1), rng.pcg64_states(n), np.uint64(0.09 * 2**53), np.empty((3, n), np.uint8)), want)
+    if torch.backends.cpu.get_cpu_capability() == "DEFAULT":
+        pytest.skip("torch's randn without AVX2 takes other log/sin/cos: our gaussian noise is then our own")
+    for n in (16, 17, 3000):
+        got = K.torch_randn(seeds, np.empty((4, n), np.float32))
+        for i, s in enumerate(seeds):
+            assert np.array_equal(got[i], torch.randn(n, generator=torch.Generator().manual_seed(int(s))).numpy()), (n, s)
+
+
 def test_compiled_loops_leave_torch_threads_alone():
     import torch
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba.extending import intrinsic
 
 # numba's own worker threads: its OpenMP layer would share libgomp with torch and reset torch's
 # intra-op thread count (seen: 1 -> 2 after the first parallel call)
@@ -75,6 +77,280 @@ def to_u8(y, top, out):  # pragma: no cover - compiled
         for k in range(src.shape[0]):
             dst[k] = np.uint8(min(max(src[k], np.float32(0)), top32) * gain)
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# MT19937 (numpy's legacy generator as RandomState.seed(s) seeds it, and torch's CPU generator),
+# compiled: the same numbers, 7× faster than numpy's (the twist and the tempering vectorise)
+
+_MT_N, _MT_M = 624, 397
+
+
+@numba.njit(inline="always")
+def _mt_seed(seed, key):  # pragma: no cover - compiled
+    """RandomState.seed(seed) for 0 ≤ seed < 2^32 (init_genrand)."""
+    s = np.uint32(seed)
+    for i in range(_MT_N):
+        key[i] = s
+        s = np.uint32(np.uint32(1812433253) * (s ^ (s >> np.uint32(30))) + np.uint32(i + 1))
+
+
+@numba.njit(inline="always")
+def _mt_mix(a, b, c):  # pragma: no cover - compiled
+    y = (a & np.uint32(0x80000000)) | (b & np.uint32(0x7FFFFFFF))
+    return c ^ (y >> np.uint32(1)) ^ ((np.uint32(0) - (y & np.uint32(1))) & np.uint32(0x9908B0DF))
+
+
+@numba.njit(inline="always")
+def _mt_twist(key):  # pragma: no cover - compiled
+    """The next 624 untempered words, in place (in three loops without a carried dependence)."""
+    for i in range(_MT_N - _MT_M):
+        key[i] = _mt_mix(key[i], key[i + 1], key[i + _MT_M])
+    for i in range(_MT_N - _MT_M, _MT_N - 1):
+        key[i] = _mt_mix(key[i], key[i + 1], key[i + _MT_M - _MT_N])
+    key[_MT_N - 1] = _mt_mix(key[_MT_N - 1], key[0], key[_MT_M - 1])
+
+
+@numba.njit(inline="always")
+def _mt_temper(y):  # pragma: no cover - compiled
+    y ^= y >> np.uint32(11)
+    y ^= (y << np.uint32(7)) & np.uint32(0x9D2C5680)
+    y ^= (y << np.uint32(15)) & np.uint32(0xEFC60000)
+    return y ^ (y >> np.uint32(18))
+
+
+@numba.njit(inline="always")
+def _mt_doubles(key, pos, out):  # pragma: no cover - compiled
+    """Fill out with random_sample() doubles (53 bits from two words) from word `pos` (even; 624 right
+    after seeding) of key; returns the new position."""
+    i = 0
+    while i < out.shape[0]:
+        if pos == _MT_N:
+            _mt_twist(key)
+            pos = 0
+        m = min((_MT_N - pos) // 2, out.shape[0] - i)
+        words, dst = key[pos:pos + 2 * m], out[i:i + m]
+        for k in range(m):
+            a, b = _mt_temper(words[2 * k]) >> np.uint32(5), _mt_temper(words[2 * k + 1]) >> np.uint32(6)
+            dst[k] = (a * 67108864.0 + b) / 9007199254740992.0
+        pos += 2 * m
+        i += m
+    return pos
+
+
+@numba.njit(inline="always")
+def _mt_floats24(key, pos, out):  # pragma: no cover - compiled
+    """Fill out with torch's uniform_real_distribution<float>(0, 1) values, (word & (2^24 - 1)) · 2^-24,
+    from word `pos` of key; returns the new position."""
+    i = 0
+    while i < out.shape[0]:
+        if pos == _MT_N:
+            _mt_twist(key)
+            pos = 0
+        m = min(_MT_N - pos, out.shape[0] - i)
+        words, dst = key[pos:pos + m], out[i:i + m]
+        for k in range(m):
+            dst[k] = np.float32(_mt_temper(words[k]) & np.uint32(0xFFFFFF)) * np.float32(1.0 / (1 << 24))
+        pos += m
+        i += m
+    return pos
+
+
+@numba.njit(cache=True, parallel=True)
+def legacy_random(seeds, out):  # pragma: no cover - compiled
+    """out[b] = RandomState(seeds[b]).random_sample(n), (B, n) float64."""
+    for b in numba.prange(out.shape[0]):
+        key = np.empty(_MT_N, np.uint32)
+        _mt_seed(seeds[b], key)
+        _mt_doubles(key, _MT_N, out[b])
+    return out
+
+
+@numba.njit(cache=True, parallel=True)
+def legacy_uniform32(seeds, skip, scale, shift, out):  # pragma: no cover - compiled
+    """out[b] = float32(u · scale - shift) for RandomState(seeds[b])'s doubles u after the first `skip`
+    (the reference's random_sample(n) · 2a - a, float64 before the cast), (B, n) float32."""
+    block = _MT_N // 2
+    for b in numba.prange(out.shape[0]):
+        key, u = np.empty(_MT_N, np.uint32), np.empty(block)
+        _mt_seed(seeds[b], key)
+        pos = _mt_doubles(key, _MT_N, np.empty(skip))
+        dst = out[b]
+        for i in range(0, dst.shape[0], block):
+            m = min(block, dst.shape[0] - i)
+            pos = _mt_doubles(key, pos, u[:m])
+            d = dst[i:i + m]
+            for k in range(m):
+                d[k] = np.float32(u[k] * scale - shift)
+    return out
+
+
+@numba.njit(cache=True, parallel=True)
+def legacy_normal32(seeds, loc, scale, out, angles):  # pragma: no cover - compiled
+    """out[b] = float32(RandomState(seeds[b]).normal(loc, scale, n)), then angles[b] = its next
+    uniform(-135, -45) (the reference snow's draws). numpy's polar method: pairs of doubles in (-1, 1)
+    until inside the unit circle, two normals per pair (the second first). A block at a time, in
+    stages that vectorise or do not branch: the accepted pairs first, then their normals."""
+    block = _MT_N // 2  # even: a pair never straddles two blocks
+    for b in numba.prange(out.shape[0]):
+        key, u = np.empty(_MT_N, np.uint32), np.empty(block)
+        x1, x2, r2 = np.empty(block // 2), np.empty(block // 2), np.empty(block // 2)
+        at = np.empty(block // 2, np.int64)
+        _mt_seed(seeds[b], key)
+        pos, dst, k = _MT_N, out[b], 0
+        nxt = block  # index in u of the first double not consumed by the normals
+        while k < dst.shape[0]:
+            pos = _mt_doubles(key, pos, u)
+            m = 0
+            for j in range(block // 2):
+                a, c = 2.0 * u[2 * j] - 1.0, 2.0 * u[2 * j + 1] - 1.0
+                r = a * a + c * c
+                x1[m], x2[m], r2[m], at[m] = a, c, r, 2 * j + 2
+                m += (r < 1.0) & (r != 0.0)
+            m = min(m, (dst.shape[0] - k + 1) // 2)
+            for j in range(m):
+                f = np.sqrt(-2.0 * np.log(r2[j]) / r2[j])
+                dst[k] = np.float32(loc + scale * (f * x2[j]))
+                if k + 1 < dst.shape[0]:
+                    dst[k + 1] = np.float32(loc + scale * (f * x1[j]))
+                k += 2
+            nxt = at[m - 1] if m else block
+        if nxt == block:
+            pos, nxt = _mt_doubles(key, pos, u), 0
+        angles[b] = -135.0 + 90.0 * u[nxt]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# torch's CPU randn (float32), compiled: MT19937 uniforms, then Box-Muller on blocks of 16 with the
+# cephes polynomials of ATen's avx_mathfun.h (log256_ps, sincos256_ps) and the fused multiply-adds its
+# build contracts them to (found by matching torch.randn; a test checks it). 3× faster than torch.
+
+
+@intrinsic
+def _fma(typingctx, a, b, c):
+    """a · b + c rounded once (float32)."""
+    def codegen(context, builder, signature, args):
+        return builder.fma(*args)
+    f32 = numba.types.float32
+    return f32(f32, f32, f32), codegen
+
+
+@intrinsic
+def _bits(typingctx, a):
+    """The bits of a float32 as an int32."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+    return numba.types.int32(numba.types.float32), codegen
+
+
+@intrinsic
+def _from_bits(typingctx, a):
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+    return numba.types.float32(numba.types.int32), codegen
+
+
+_F = np.float32
+
+
+@numba.njit(inline="always")
+def _logf(x):  # pragma: no cover - compiled
+    """log256_ps for x > 0."""
+    bits = _bits(max(x, _F(1.17549435e-38)))
+    e = _F((bits >> np.int32(23)) - np.int32(0x7F)) + _F(1)
+    x = _from_bits((bits & np.int32(~0x7F800000)) | np.int32(0x3F000000))  # mantissa in [0.5, 1)
+    small = x < _F(0.707106781186547524)
+    tmp = x if small else _F(0)
+    x = x - _F(1)
+    e = e - (_F(1) if small else _F(0))
+    x = x + tmp
+    z = x * x
+    y = _F(7.0376836292E-2)
+    for p in (-1.1514610310E-1, 1.1676998740E-1, -1.2420140846E-1, 1.4249322787E-1, -1.6668057665E-1,
+              2.0000714765E-1, -2.4999993993E-1, 3.3333331174E-1):
+        y = _fma(y, x, _F(p))
+    y = _fma(y * x, z, e * _F(-2.12194440e-4))
+    y = _fma(z, _F(-0.5), y)
+    return _fma(e, _F(0.693359375), x + y)
+
+
+@numba.njit(inline="always")
+def _sincosf(x):  # pragma: no cover - compiled
+    """sincos256_ps for 0 ≤ x < 2π: (sin x, cos x)."""
+    j = (np.int32(x * _F(1.27323954473516)) + np.int32(1)) & np.int32(~1)
+    y = _F(j)
+    x = _fma(y, _F(-0.78515625), x)
+    x = _fma(y, _F(-2.4187564849853515625e-4), x)
+    x = _fma(y, _F(-3.77489497744594108e-8), x)
+    z = x * x
+    yc = _fma(_F(2.443315711809948E-005), z, _F(-1.388731625493765E-003))
+    yc = _fma(yc, z, _F(4.166664568298827E-002))
+    yc = _fma(yc * z, z, -(z * _F(0.5))) + _F(1)
+    ys = _fma(_F(-1.9515295891E-4), z, _F(8.3321608736E-3))
+    ys = _fma(ys, z, _F(-1.6666654611E-1))
+    ys = _fma(ys * z, x, x)
+    s, c = (ys, yc) if (j & np.int32(2)) == 0 else (yc, ys)
+    return (-s if j & np.int32(4) else s), (-c if (~(j - np.int32(2))) & np.int32(4) else c)
+
+
+@numba.njit(inline="always")
+def _box_muller16(d):  # pragma: no cover - compiled
+    """ATen's NormalFill16 (mean 0, std 1) on 16 uniforms, in place."""
+    for j in range(8):
+        r = np.sqrt(_F(-2) * _logf(_F(1) - d[j]))
+        s, c = _sincosf(_F(6.283185307179586) * d[j + 8])
+        d[j] = r * c
+        d[j + 8] = r * s
+
+
+@numba.njit(inline="always")
+def _torch_randn(seed, out):  # pragma: no cover - compiled
+    """out = torch.randn(n, generator=torch.Generator().manual_seed(seed)) for 0 ≤ seed < 2^32, n ≥ 16."""
+    key = np.empty(_MT_N, np.uint32)
+    _mt_seed(seed, key)
+    n = out.shape[0]
+    pos = _mt_floats24(key, _MT_N, out)
+    for i in range(0, n - 15, 16):
+        _box_muller16(out[i:i + 16])
+    if n % 16:  # as torch: the last 16 again, from fresh uniforms
+        _mt_floats24(key, pos, out[n - 16:])
+        _box_muller16(out[n - 16:])
+    return out
+
+
+@numba.njit(cache=True, parallel=True)
+def torch_randn(seeds, out):  # pragma: no cover - compiled
+    """out[b] = torch's CPU randn for the generator seeded with seeds[b] (uint32), (B, n ≥ 16) float32."""
+    for b in numba.prange(out.shape[0]):
+        _torch_randn(seeds[b], out[b])
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# numpy's PCG64 (np.random.default_rng), compiled: a 128-bit LCG step, then 64 bits out (XSL-RR)
+
+_PCG_MUL_HI, _PCG_MUL_LO = np.uint64(0x2360ED051FC65DA4), np.uint64(0x4385DF649FCCF645)
+
+
+@intrinsic
+def _mulhi(typingctx, a, b):
+    """The high 64 bits of the 128-bit product of two uint64 (one machine multiply)."""
+    def codegen(context, builder, signature, args):
+        i128 = ir.IntType(128)
+        p = builder.mul(builder.zext(args[0], i128), builder.zext(args[1], i128))
+        return builder.trunc(builder.lshr(p, ir.Constant(i128, 64)), ir.IntType(64))
+    return numba.types.uint64(numba.types.uint64, numba.types.uint64), codegen
+
+
+@numba.njit(inline="always")
+def _pcg_next(hi, lo, inc_hi, inc_lo):  # pragma: no cover - compiled
+    """One PCG64 step of the state (hi, lo): (new hi, new lo, the 64 output bits)."""
+    nlo = lo * _PCG_MUL_LO
+    lo2 = nlo + inc_lo
+    hi2 = _mulhi(lo, _PCG_MUL_LO) + lo * _PCG_MUL_HI + hi * _PCG_MUL_LO + inc_hi + np.uint64(lo2 < nlo)
+    rot, v = hi2 >> np.uint64(58), hi2 ^ lo2
+    return hi2, lo2, (v >> rot) | (v << ((np.uint64(64) - rot) & np.uint64(63)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -380,24 +656,33 @@ def shot_noise(x, keys, cdf, start, levels, out):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, parallel=True)
-def gaussian_noise(x, noise, c, out):  # pragma: no cover - compiled
-    """out = uint8(clip(x / 255 + c · noise, 0, 1) · 255)."""
+def gaussian_noise(x, seeds, c, out):  # pragma: no cover - compiled
+    """out = uint8(clip(x / 255 + c · noise, 0, 1) · 255), noise = torch's CPU randn for seeds[b]."""
     cf = np.float32(c)
     for b in numba.prange(x.shape[0]):
-        src, n, dst = x[b], noise[b], out[b]
+        src, dst = x[b], out[b]
+        n = _torch_randn(seeds[b], np.empty(src.shape[0], np.float32))
         for i in range(src.shape[0]):
             dst[i] = _u8_unit32(np.float32(src[i]) / np.float32(255) + cf * n[i])
     return out
 
 
 @numba.njit(cache=True, parallel=True)
-def impulse_noise(x, u, c, out):  # pragma: no cover - compiled
-    """skimage's salt & pepper from its two uniform draws per value: flipped where u[b, 0] ≤ c, to 255
-    where also u[b, 1] ≤ 0.5, else to 0."""
+def impulse_noise(x, states, flip_max, out):  # pragma: no cover - compiled
+    """skimage's salt & pepper from its two uniform draws per value (u = (64 bits >> 11) · 2^-53, from
+    the PCG64 streams of states[b] = (flip state, salt state, increment), each as (hi, lo)): flipped
+    where u ≤ c, i.e. bits >> 11 ≤ flip_max = ⌊c · 2^53⌋, to 255 where also the salt u ≤ 0.5, else
+    to 0. Without branches: they are random, and mispredicted cost 1.6× the time."""
+    half = np.uint64(1 << 52)
     for b in numba.prange(x.shape[0]):
-        src, flip, salt, dst = x[b], u[b, 0], u[b, 1], out[b]
+        fh, fl, sh, sl, ih, il = states[b, 0], states[b, 1], states[b, 2], states[b, 3], states[b, 4], states[b, 5]
+        src, dst = x[b], out[b]
         for i in range(src.shape[0]):
-            dst[i] = (np.uint8(255) if salt[i] <= 0.5 else np.uint8(0)) if flip[i] <= c else src[i]
+            fh, fl, f = _pcg_next(fh, fl, ih, il)
+            sh, sl, s = _pcg_next(sh, sl, ih, il)
+            keep = np.uint8((f >> np.uint64(11)) <= flip_max) - np.uint8(1)  # 0 where flipped, else 255
+            salt = np.uint8(0) - np.uint8((s >> np.uint64(11)) <= half)
+            dst[i] = (src[i] & keep) | (salt & ~keep)
     return out
 
 
@@ -495,9 +780,11 @@ def _plasma(u, m, decay):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True)
-def _fog_one(x, u, weight, decay, out):  # pragma: no cover - compiled
+def _fog_one(x, seed, size, weight, decay, out):  # pragma: no cover - compiled
     h, w, nc = x.shape
-    size = int(np.sqrt(u.shape[0] + 1) + 0.5)
+    key, u = np.empty(_MT_N, np.uint32), np.empty(size * size - 1)
+    _mt_seed(seed, key)
+    _mt_doubles(key, _MT_N, u)
     m = np.empty((size, size), np.float32)
     _plasma(u, m, decay)
     top = x.max() / 255.0
@@ -513,11 +800,12 @@ def _fog_one(x, u, weight, decay, out):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, parallel=True)
-def fog(x, u, weight, decay, out):  # pragma: no cover - compiled
-    """The reference fog on uint8 (B, H, W, C): x / 255 + weight · plasma (top-left H×W of the map
-    from the image's uniforms u[b]), scaled by max / (max + weight), clipped, ·255."""
+def fog(x, seeds, size, weight, decay, out):  # pragma: no cover - compiled
+    """The reference fog on uint8 (B, H, W, C): x / 255 + weight · plasma (top-left H×W of the size²
+    map from the first size² - 1 doubles of RandomState(seeds[b])), scaled by max / (max + weight),
+    clipped, ·255."""
     for b in numba.prange(x.shape[0]):
-        _fog_one(x[b], u[b], weight, decay, out[b])
+        _fog_one(x[b], seeds[b], size, weight, decay, out[b])
     return out
 
 

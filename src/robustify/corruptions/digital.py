@@ -38,18 +38,10 @@ def elastic_transform(x: torch.Tensor, c, rng: ImageRng, opt: dict) -> torch.Ten
         alpha, sigma, jitter, lim = c[0] * scale, c[1] * scale, c[2] * scale, 1.0
     else:  # the reference package: sigma 1% of each side, uniform ±0.5% of the height
         alpha, sigma, jitter, lim = c, (h * 0.01, w * 0.01), 0.0, h * 0.005
-    jit = np.empty((b, 3, 2), np.float32)
-    fields = np.empty((b, 2, h, w), np.float32)
-
-    def draw(i, r):  # U(-a, a) = -a + 2a·U(0, 1), as numpy's uniform
-        if affine:
-            jit[i] = (r.random_sample(6) * (2 * jitter) - jitter).reshape(3, 2)
-        u = r.random_sample(2 * h * w)
-        u *= 2 * lim
-        u -= lim
-        fields[i] = u.reshape(2, h, w)
-
-    rng.legacy_map(draw)
+    draw = cpu_kernel("legacy_uniform32")  # random_sample(n) · 2a - a, compiled
+    seeds = rng.legacy_seeds()
+    jit = draw(seeds, 0, 2 * jitter, jitter, np.empty((b, 6), np.float32)).reshape(b, 3, 2) if affine else None
+    fields = draw(seeds, 6 if affine else 0, 2 * lim, lim, np.empty((b, 2 * h * w), np.float32)).reshape(b, 2, h, w)
     y = _random_affine(nchw01(x), jit) if affine else None
     fields = torch.as_tensor(fields, device=dev)
     dx = _smooth(fields[:, 0], sigma, alpha)
@@ -98,38 +90,17 @@ def pixelate(x: torch.Tensor, c, rng: ImageRng, opt: dict) -> torch.Tensor:
     return _per_image(one, x)
 
 
-# torchvision's batched libjpeg calls give the same bytes as PIL's round trip (same library, same 4:2:0
-# defaults; a test checks against the reference) and save PIL's fixed per-image cost (3× faster at 32
-# px), but its CHW layout costs two transposes, more than PIL's overhead on large images (measured:
-# 1.3× slower at 224 px)
-JPEG_BATCHED_MAX_PIXELS = 128 * 128
-
-
 @register_corruption("jpeg_compression")
 def jpeg_compression(x: torch.Tensor, c, rng: ImageRng, opt: dict) -> torch.Tensor:
-    """PIL's save(quality=c) + reopen: torchvision's batched codec on small images, else PIL per image."""
-    import warnings
-
-    if x.shape[1] * x.shape[2] <= JPEG_BATCHED_MAX_PIXELS:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)  # torchvision 0.29 deprecates its codecs
-                from torchvision.io import decode_jpeg, encode_jpeg
-
-                imgs = list(x.cpu().permute(0, 3, 1, 2).contiguous().unbind(0))
-                dec = decode_jpeg(encode_jpeg(imgs, quality=int(c)))
-            return torch.stack(dec).permute(0, 2, 3, 1).to(x.device)
-        except (ImportError, AttributeError, RuntimeError):
-            pass
-    return _per_image(functools.partial(_pil_jpeg, quality=int(c)), x)
+    """PIL's save(quality=c) + reopen, through OpenCV's codec per image: both are libjpeg-turbo with its
+    defaults (4:2:0, integer DCT, fancy upsampling), and give the same pixels (checked: ImageNet and
+    CIFAR images at every table quality) in 70% of PIL's time at 224 px (PIL repacks RGB to 4-byte
+    pixels and back) and faster than torchvision's batched codec at 32 px."""
+    return _per_image(functools.partial(_cv2_jpeg, quality=int(c)), x)
 
 
-def _pil_jpeg(a: np.ndarray, quality: int) -> np.ndarray:
-    import io
+def _cv2_jpeg(a: np.ndarray, quality: int) -> np.ndarray:
+    import cv2
 
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(a).save(buf, "JPEG", quality=quality)
-    buf.seek(0)
-    return np.asarray(Image.open(buf).convert("RGB"))
+    _, buf = cv2.imencode(".jpg", cv2.cvtColor(a, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return cv2.imdecode(buf, cv2.IMREAD_COLOR_RGB)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 import torch
@@ -14,10 +15,11 @@ from .registry import register_corruption
 
 @register_corruption("gaussian_noise")
 def gaussian_noise(x: torch.Tensor, c: float, rng: ImageRng, opt: dict) -> torch.Tensor:
-    n = rng.randn("gaussian_noise", *x.shape[1:])
-    if use_compiled(x):  # one fused pass straight to uint8
+    if use_compiled(x) and x[0].numel() >= 16:  # torch's CPU randn compiled into one pass straight to uint8
         rows = as_rows(x)
-        return torch.from_numpy(cpu_kernel("gaussian_noise")(rows, as_rows(n), c, np.empty_like(rows)).reshape(x.shape))
+        out = cpu_kernel("gaussian_noise")(rows, rng.torch_seeds("gaussian_noise"), c, np.empty_like(rows))
+        return torch.from_numpy(out.reshape(x.shape))
+    n = rng.randn("gaussian_noise", *x.shape[1:])
     return (x.float() / 255.0 + n * c).clamp_(0, 1) * 255
 
 
@@ -72,14 +74,19 @@ def shot_noise(x: torch.Tensor, c: float, rng: ImageRng, opt: dict) -> torch.Ten
 def impulse_noise(x: torch.Tensor, c: float, rng: ImageRng, opt: dict) -> torch.Tensor:
     """skimage random_noise('s&p', amount=c, salt_vs_pepper=0.5): per channel value, from the same
     stream the reference uses (np.random.default_rng(seed): flip draws, then salt draws). Untouched
-    values survive the reference's v/255·255 truncation unchanged (all 256 checked): uint8 throughout."""
+    values survive the reference's v/255·255 truncation unchanged (all 256 checked): uint8 throughout.
+
+    CPU: that stream compiled, flips and salts side by side (the salts start n draws on), 2× faster
+    than numpy drawing them."""
     shape = tuple(x.shape[1:])
     n = int(np.prod(shape))
-    u = np.empty((len(rng), 2, n))
-    rng.generators_map(lambda i, g: g.random(out=u[i]))  # flip draws, then salt draws: one stream
     if use_compiled(x):
         rows = as_rows(x)
-        return torch.from_numpy(cpu_kernel("impulse_noise")(rows, u, c, np.empty_like(rows)).reshape(x.shape))
+        flip_max = np.uint64(math.floor(c * 2.0 ** 53))  # u = k · 2^-53 ≤ c  ⟺  k ≤ ⌊c · 2^53⌋ (exact)
+        out = cpu_kernel("impulse_noise")(rows, rng.pcg64_states(n), flip_max, np.empty_like(rows))
+        return torch.from_numpy(out.reshape(x.shape))
+    u = np.empty((len(rng), 2, n))
+    rng.generators_map(lambda i, g: g.random(out=u[i]))  # flip draws, then salt draws: one stream
     u = torch.as_tensor(u, device=x.device).reshape(len(rng), 2, *shape)
     flipped = u[:, 0] <= c
     salt = (u[:, 1] <= 0.5).to(torch.uint8) * 255

@@ -47,10 +47,11 @@ class ImageRng:
     """Random draws per image, keyed only by the image's seed, so output never depends on batching.
 
     Three kinds: torch generators per (image seed, named draw) for the per-pixel noise we cannot take
-    from the reference (gaussian, shot, glass offsets), keys of the same pairs for the compiled CPU
-    kernels' counter-based generator (shot, glass offsets on CPU), and numpy's own streams seeded
-    exactly as the reference engine seeds them (`legacy`, `legacy_map`, `generators_map`) wherever
-    drawing the reference's numbers is cheap: then our output equals the reference's for the same seed.
+    from the reference (gaussian, shot, glass offsets; the CPU kernels replay gaussian's: `torch_seeds`),
+    keys of the same pairs for the compiled CPU kernels' counter-based generator (shot, glass offsets on
+    CPU), and numpy's own streams seeded exactly as the reference engine seeds them (`legacy`,
+    `legacy_seeds`, `generators_map`, `pcg64_states`): then our output equals the reference's for the
+    same seed.
     """
 
     def __init__(self, seeds: Sequence[int], device: torch.device):
@@ -65,6 +66,11 @@ class ImageRng:
         g.manual_seed(_splitmix64(seed ^ _stream_key(stream)) & ((1 << 63) - 1))
         return g
 
+    def torch_seeds(self, stream: str) -> np.ndarray:
+        """(B,) uint32: the part of each `_gen` seed that torch's CPU generator (MT19937) uses, its low
+        32 bits, for the compiled copy of torch's CPU randn (`_cpu_kernels.torch_randn`)."""
+        return np.array([_splitmix64(s ^ _stream_key(stream)) & 0xFFFFFFFF for s in self.seeds], dtype=np.uint32)
+
     def keys(self, stream: str) -> np.ndarray:
         """(B,) uint64 keys per (image seed, named draw) for the compiled CPU kernels' counter-based
         generator (`_cpu_kernels.draw`)."""
@@ -74,10 +80,6 @@ class ImageRng:
         """[fn(i, seed) for each image i] in threads (`thread_map`): numpy and torch fill arrays without
         holding the GIL, so large per-image draws run side by side."""
         return thread_map(fn, range(len(self.seeds)), self.seeds)
-
-    def legacy_map(self, fn) -> list:
-        """[fn(i, rs) per image i] with numpy's legacy generator seeded as in `legacy`, in threads (`map`)."""
-        return self.map(lambda i, s: fn(i, _legacy_state(s)))
 
     def _draw(self, stream: str, fn, shape: tuple, dtype: torch.dtype) -> torch.Tensor:
         """(B, *shape): fn(generator, out) fills out[i] per image (in threads, no stacking copy)."""
@@ -104,18 +106,34 @@ class ImageRng:
 
     def legacy(self):
         """numpy's legacy generator per image (this thread's object, re-seeded: iterate, draw, move on),
-        seeded as the reference engine seeds numpy (seed mod 2^32); `legacy_map` for large draws.
-
-        Used for the reference's own draws of motion blur (angle), frost (picture, crop), snow (field,
-        angle), fog (plasma wibbles) and elastic (fields): they match the reference for the same seed.
+        seeded as the reference engine seeds numpy (seed mod 2^32): the reference's own few draws of
+        motion blur (angle) and frost (picture, crop). Large draws: `legacy_seeds`.
         """
         for s in self.seeds:
             yield _legacy_state(s)
+
+    def legacy_seeds(self) -> np.ndarray:
+        """(B,) uint32: the seeds of `legacy`, for the compiled copy of that generator (`_cpu_kernels`:
+        legacy_random, legacy_uniform32, legacy_normal32), which draws the reference's large fields of
+        snow, fog and elastic (the same numbers, 3-7× faster than numpy)."""
+        return np.array([s % (1 << 32) for s in self.seeds], dtype=np.uint32)
 
     def generators_map(self, fn) -> list:
         """[fn(i, g) per image i], g = np.random.default_rng(seed mod 2^32): the stream skimage's
         random_noise draws from when the reference engine passes it the image seed. In threads (`map`)."""
         return self.map(lambda i, s: fn(i, np.random.default_rng(s % (1 << 32))))
+
+    def pcg64_states(self, n: int) -> np.ndarray:
+        """(B, 6) uint64: the PCG64 state of `generators_map`'s generator per image, the state after n
+        draws, and its increment, each as (high, low) 64 bits, for the compiled copy of that stream."""
+        out = np.empty((len(self), 6), np.uint64)
+        for i, s in enumerate(self.seeds):
+            bg = np.random.PCG64(s % (1 << 32))
+            start = bg.state["state"]
+            bg.advance(n)
+            words = (start["state"], bg.state["state"]["state"], start["inc"])
+            out[i] = [v for w in words for v in (w >> 64, w & _MASK64)]
+        return out
 
 
 _THREAD = threading.local()
@@ -410,13 +428,7 @@ def next_power_of_2(x: int) -> int:
 
 def plasma_draws(rng: ImageRng, mapsize: int) -> np.ndarray:
     """(B, mapsize² - 1) float64: the reference plasma_fractal's uniforms for each image, in its order."""
-    out = np.empty((len(rng), mapsize * mapsize - 1))
-
-    def draw(i, r):
-        out[i] = r.random_sample(mapsize * mapsize - 1)
-
-    rng.legacy_map(draw)
-    return out
+    return cpu_kernel("legacy_random")(rng.legacy_seeds(), np.empty((len(rng), mapsize * mapsize - 1)))
 
 
 def plasma_fractal(rng: ImageRng, mapsize: int, wibbledecay: float) -> torch.Tensor:

@@ -8,8 +8,7 @@ import numpy as np
 import torch
 
 from .blur import crop_zoomed, nchw01, nhwc255
-from .ops import (U8_TO_01, ImageRng, as_rows, clipped_zoom, cpu_kernel, motion_blur, next_power_of_2, plasma_draws,
-                  plasma_fractal, use_compiled)
+from .ops import U8_TO_01, ImageRng, as_rows, clipped_zoom, cpu_kernel, motion_blur, next_power_of_2, plasma_fractal, use_compiled
 from .registry import register_corruption
 
 FROST_FILES = ("frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg", "frost6.jpg")
@@ -19,13 +18,9 @@ FROST_FILES = ("frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.j
 def snow(x: torch.Tensor, c, rng: ImageRng, opt: dict) -> torch.Tensor:
     loc, scale, zoom, threshold, radius, sigma, blend = c
     b, h, w, _ = x.shape
-    layer = np.empty((b, 1, h, w), np.float32)
-
-    def draw(i, r):  # the reference's own draws, in its order: snow field, then blur angle
-        layer[i, 0] = r.normal(size=(h, w), loc=loc, scale=scale)
-        return r.uniform(-135, -45)
-
-    angles = np.array(rng.legacy_map(draw))
+    layer, angles = np.empty((b, 1, h, w), np.float32), np.empty(b)
+    # the reference's own draws, in its order: snow field, then blur angle
+    cpu_kernel("legacy_normal32")(rng.legacy_seeds(), float(loc), float(scale), layer.reshape(b, -1), angles)
     layer = torch.as_tensor(layer, device=x.device)
     layer = clipped_zoom(layer, float(zoom))
     if opt["zoom_crop"] == "center":  # make_cifar_c.py trims before blurring, through a uint8 PNG
@@ -126,7 +121,7 @@ def fog(x: torch.Tensor, c, rng: ImageRng, opt: dict) -> torch.Tensor:
     size = next_power_of_2(int(max(h, w, 3)))
     if use_compiled(x):
         arr = np.ascontiguousarray(x.numpy())
-        return torch.from_numpy(cpu_kernel("fog")(arr, plasma_draws(rng, size), float(weight), float(decay), np.empty_like(arr)))
+        return torch.from_numpy(cpu_kernel("fog")(arr, rng.legacy_seeds(), size, float(weight), float(decay), np.empty_like(arr)))
     y = x.float() / 255.0
     plasma = plasma_fractal(rng, size, decay)[:, :h, :w, None]
     max_val = y.amax(dim=(1, 2, 3), keepdim=True)
