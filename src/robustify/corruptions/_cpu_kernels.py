@@ -67,6 +67,17 @@ def _u8_unit32(y):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, parallel=True)
+def unit32(x, out):  # pragma: no cover - compiled
+    """out = float32(x) / 255 row by row, (B, N) uint8 -> float32: the reference's float32(x / 255)
+    (the same 256 values), in one pass (torch's .float().div_() takes two)."""
+    for b in numba.prange(x.shape[0]):
+        src, dst = x[b], out[b]
+        for k in range(src.shape[0]):
+            dst[k] = np.float32(src[k]) / np.float32(255)
+    return out
+
+
+@numba.njit(cache=True, parallel=True)
 def to_u8(y, top, out):  # pragma: no cover - compiled
     """out = np.uint8(clip(y, 0, top) · (255 / top)) row by row, (B, N) float32 -> uint8, top 1 or 255:
     the reference's last step in one pass."""
@@ -357,13 +368,22 @@ def _pcg_next(hi, lo, inc_hi, inc_lo):  # pragma: no cover - compiled
 # blur
 
 
+@numba.njit(inline="always")
+def _shifted(xp, i, dy, dx, p, nc, n):  # pragma: no cover - compiled
+    """Row i of the padded image xp shifted by (dy, dx), edge rows replicated: W·C contiguous values."""
+    s = (p - dx) * nc
+    return xp[min(max(i - dy, 0), xp.shape[0] - 1)][s:s + n]
+
+
 @numba.njit(cache=True, parallel=True)
 def motion_sum(x, dy, dx, wt, out):  # pragma: no cover - compiled
     """out[b, i, k] = Σ_j wt[b, j] · x[b, clip(i - dy[b, j]), clip(k - dx[b, j])] on (B, H, W, C) arrays
-    (edge replication; stops at the first zero weight).
+    (edge replication; weights float32; stops at the first zero weight).
 
-    Each image is padded left/right once, so a shifted output row is one contiguous run of W·C
-    values; the row accumulates in place, two shifted copies per pass (20% faster than one).
+    Each image is padded left/right once (a contiguous copy per row, then the margins), so a shifted
+    output row is one contiguous run of W·C values. The row accumulates four shifted copies per pass,
+    added pair by pair, (acc + (w0·a + w1·b)) + (w2·c + w3·d): the sums of two copies per pass, with
+    half the passes (2× faster with the padding, which went value by value through clamped indices).
     """
     nb, h, w, nc = x.shape
     n = w * nc
@@ -375,46 +395,61 @@ def motion_sum(x, dy, dx, wt, out):  # pragma: no cover - compiled
         xp = np.empty((h, (w + 2 * p) * nc), np.float32)
         for i in range(h):
             src, dst = x[b, i].ravel(), xp[i]
-            for k in range(w + 2 * p):
-                s = min(max(k - p, 0), w - 1) * nc
+            inner = dst[p * nc:p * nc + n]
+            for k in range(n):
+                inner[k] = src[k]
+            for k in range(p):
                 for ch in range(nc):
-                    dst[k * nc + ch] = src[s + ch]
+                    dst[k * nc + ch] = src[ch]
+                    dst[(p + w + k) * nc + ch] = src[n - nc + ch]
+        dyb, dxb, wb = dy[b], dx[b], wt[b]
         for i in range(h):
             acc = out[b, i].ravel()
             acc[:] = 0
-            for j in range(0, taps, 2):
-                s0 = (p - dx[b, j]) * nc
-                w0, src0 = np.float32(wt[b, j]), xp[min(max(i - dy[b, j], 0), h - 1)][s0:s0 + n]
-                if j + 1 == taps:
-                    for k in range(n):
-                        acc[k] += w0 * src0[k]
-                    break
-                s1 = (p - dx[b, j + 1]) * nc
-                w1, src1 = np.float32(wt[b, j + 1]), xp[min(max(i - dy[b, j + 1], 0), h - 1)][s1:s1 + n]
+            j = 0
+            while j + 4 <= taps:
+                s0, s1 = _shifted(xp, i, dyb[j], dxb[j], p, nc, n), _shifted(xp, i, dyb[j + 1], dxb[j + 1], p, nc, n)
+                s2, s3 = _shifted(xp, i, dyb[j + 2], dxb[j + 2], p, nc, n), _shifted(xp, i, dyb[j + 3], dxb[j + 3], p, nc, n)
+                w0, w1, w2, w3 = wb[j], wb[j + 1], wb[j + 2], wb[j + 3]
                 for k in range(n):
-                    acc[k] += w0 * src0[k] + w1 * src1[k]
+                    acc[k] = (acc[k] + (w0 * s0[k] + w1 * s1[k])) + (w2 * s2[k] + w3 * s3[k])
+                j += 4
+            if j + 2 <= taps:
+                s0, s1 = _shifted(xp, i, dyb[j], dxb[j], p, nc, n), _shifted(xp, i, dyb[j + 1], dxb[j + 1], p, nc, n)
+                w0, w1 = wb[j], wb[j + 1]
+                for k in range(n):
+                    acc[k] += w0 * s0[k] + w1 * s1[k]
+                j += 2
+            if j < taps:
+                s0, w0 = _shifted(xp, i, dyb[j], dxb[j], p, nc, n), wb[j]
+                for k in range(n):
+                    acc[k] += w0 * s0[k]
     return out
 
 
 @numba.njit(inline="always")
-def _zoom_row(src, c0, c1, wx, dst, nc):  # pragma: no cover - compiled
-    """dst = the row src (W·C float32), resampled along W by the column taps."""
-    for j in range(c0.shape[0]):
-        t = wx[j]
-        a, e = c0[j] * nc, c1[j] * nc
-        for ch in range(nc):
-            dst[j * nc + ch] = src[a + ch] * (np.float32(1) - t) + src[e + ch] * t
+def _zoom_row(src, starts, da, db, wa, wb, dst):  # pragma: no cover - compiled
+    """dst = the row src (W·C float32) resampled along W: run r (outputs starts[r]..starts[r + 1] - 1)
+    blends src at the fixed offsets da[r], db[r] with weights wa, wb: contiguous loops that vectorise
+    (the taps one value at a time were 1.3× slower)."""
+    for r in range(da.shape[0]):
+        s, e = starts[r], starts[r + 1]
+        a, b = src[s + da[r]:e + da[r]], src[s + db[r]:e + db[r]]
+        ta, tb, d = wa[s:e], wb[s:e], dst[s:e]
+        for k in range(e - s):
+            d[k] = a[k] * ta[k] + b[k] * tb[k]
 
 
 @numba.njit(cache=True, parallel=True)
-def zoom_blur(x, lut, r0, r1, wy, c0, c1, wx, out):  # pragma: no cover - compiled
+def zoom_blur(x, r0, r1, wy, starts, da, db, runs, wa, wb, out):  # pragma: no cover - compiled
     """The reference zoom blur on uint8 (B, H, W, C): (x + Σ_z zoom_z(x)) / (Z + 1), clipped, ·255,
     truncated to uint8 into `out`.
 
-    x as float32 is lut[x] (the reference's float32(x / 255)). Zoom z is separable bilinear: output
+    x as float32 is x / 255 (the reference's float32(x / 255)). Zoom z is separable bilinear: output
     row i blends source rows r0[z, i], r1[z, i] (weight wy[z, i] on r1), each resampled along W by
-    the column taps (c0, c1, wx). Output rows go in order, so the source rows only move forward: each
-    zoom keeps its last two resampled rows (slot = row parity) and the working set stays in cache.
+    the first runs[z] column runs of zoom z (`_zoom_row`). Output rows go in order, so the source
+    rows only move forward: each zoom keeps its last two resampled rows (slot = row parity) and the
+    working set stays in cache.
     """
     nb, h, w, nc = x.shape
     n = w * nc
@@ -422,23 +457,21 @@ def zoom_blur(x, lut, r0, r1, wy, c0, c1, wx, out):  # pragma: no cover - compil
     scale = np.float32(nz + 1)
     for b in numba.prange(nb):
         xb = x[b].reshape(h, n)
-        xf = np.empty((h, n), np.float32)  # float32 once: a table lookup per tap is 3× slower
+        xf = np.empty((h, n), np.float32)  # float32 once: converting per tap is 3× slower
         for i in range(h):
             src, dst = xb[i], xf[i]
             for k in range(n):
-                dst[k] = lut[src[k]]
+                dst[k] = np.float32(src[k]) / np.float32(255)
         rows = np.empty((nz, 2, n), np.float32)
         held = np.full((nz, 2), -1, np.int64)
         acc = np.empty(n, np.float32)
         for i in range(h):
             acc[:] = 0
             for z in range(nz):
+                m = runs[z]
                 for r in (r0[z, i], r1[z, i]):
                     if held[z, r & 1] != r:
-                        if nc == 3:  # constant channel count: unrolled
-                            _zoom_row(xf[r], c0[z], c1[z], wx[z], rows[z, r & 1], 3)
-                        else:
-                            _zoom_row(xf[r], c0[z], c1[z], wx[z], rows[z, r & 1], nc)
+                        _zoom_row(xf[r], starts[z, :m + 1], da[z, :m], db[z, :m], wa[z], wb[z], rows[z, r & 1])
                         held[z, r & 1] = r
                 t = wy[z, i]
                 u = np.float32(1) - t
@@ -578,15 +611,15 @@ def _unpack(p, x, scale):  # pragma: no cover - compiled
 
 
 @numba.njit(inline="always")
-def _shuffle_round(p, offsets, delta):  # pragma: no cover - compiled
+def _shuffle_round(p, dx, dy, delta):  # pragma: no cover - compiled
     """One round of the reference loop on one image (H, W): visit inner pixels from the bottom-right
-    backwards, copy p[h + dy, w + dx] into p[h, w] (offsets[i, j] = (dx, dy) of the (i, j)-th visit)."""
+    backwards, copy p[h + dy, w + dx] into p[h, w] ((dx, dy)[i, j]: the offsets of the (i, j)-th visit)."""
     h, w = p.shape
     for i in range(h - 2 * delta):
         hh = h - delta - i
         for j in range(w - 2 * delta):
             ww = w - delta - j
-            p[hh, ww] = p[hh + offsets[i, j, 1], ww + offsets[i, j, 0]]
+            p[hh, ww] = p[hh + dy[i, j], ww + dx[i, j]]
 
 
 @numba.njit(cache=True, parallel=True)
@@ -595,7 +628,7 @@ def copy_shuffle(x, offsets, delta):  # pragma: no cover - compiled
     (dx, dy) offsets (B, nh, nw, 2)."""
     for b in numba.prange(x.shape[0]):
         p = _pack(x[b], np.float32(1))
-        _shuffle_round(p, offsets[b], delta)
+        _shuffle_round(p, offsets[b, :, :, 0], offsets[b, :, :, 1], delta)
         _unpack(p, x[b], np.float32(1))
     return x
 
@@ -606,14 +639,16 @@ def _glass_shuffle_one(x, key, iterations, delta):  # pragma: no cover - compile
     nh, nw = h - 2 * delta, w - 2 * delta
     span = np.uint64(2 * delta)
     p = _pack(x, np.float32(255))
-    offs = np.empty((nh, nw, 2), np.int8)
+    # two arrays, not one (nh, nw, 2): the drawing loop then vectorises (5× faster)
+    dx, dy = np.empty((nh, nw), np.int8), np.empty((nh, nw), np.int8)
     for t in range(iterations):
         for i in range(nh):
+            rx, ry = dx[i], dy[i]
             for j in range(nw):
                 z = draw(key, (t * nh + i) * nw + j)
-                offs[i, j, 0] = np.int8(((z & np.uint64(0xFFFFFFFF)) * span) >> np.uint64(32)) - delta
-                offs[i, j, 1] = np.int8(((z >> np.uint64(32)) * span) >> np.uint64(32)) - delta
-        _shuffle_round(p, offs, delta)
+                rx[j] = np.int8(((z & np.uint64(0xFFFFFFFF)) * span) >> np.uint64(32)) - delta
+                ry[j] = np.int8(((z >> np.uint64(32)) * span) >> np.uint64(32)) - delta
+        _shuffle_round(p, dx, dy, delta)
     _unpack(p, x, np.float32(255))
 
 
@@ -689,39 +724,44 @@ def impulse_noise(x, states, flip_max, out):  # pragma: no cover - compiled
 @numba.njit(cache=True, parallel=True)
 def brightness(x, c, out):  # pragma: no cover - compiled
     """HSV value + c (float64, as skimage): with hue and saturation fixed, RGB scaled by V' / V.
-    x, out: (B, P, 3)."""
-    unit = np.arange(256) / 255.0
+    x, out: (B, H·W·3). Divisions, not a table of v / 255: the loop then vectorises (2.3× faster)."""
     for b in numba.prange(x.shape[0]):
-        src, dst = x[b], out[b]
-        for p in range(src.shape[0]):
-            v = unit[max(src[p, 0], src[p, 1], src[p, 2])]
+        src, dst = x[b].ravel(), out[b].ravel()
+        for p in range(src.shape[0] // 3):
+            r, g, bl = src[3 * p], src[3 * p + 1], src[3 * p + 2]
+            v = max(r, g, bl) / 255.0
             v2 = min(v + c, 1.0)
             ratio = v2 / v if v > 0 else 0.0
-            for ch in range(3):
-                dst[p, ch] = _u8_unit(unit[src[p, ch]] * ratio if v > 0 else v2)
+            dst[3 * p] = _u8_unit(r / 255.0 * ratio if v > 0 else v2)
+            dst[3 * p + 1] = _u8_unit(g / 255.0 * ratio if v > 0 else v2)
+            dst[3 * p + 2] = _u8_unit(bl / 255.0 * ratio if v > 0 else v2)
     return out
 
 
 @numba.njit(cache=True, parallel=True)
 def contrast(x, c, out):  # pragma: no cover - compiled
-    """(x / 255 - mean) · c + mean per channel (float64, as the reference), clipped, ·255. x, out: (B, P, C).
-    Only 256 values per channel: the mean from a histogram, the output from a table."""
+    """(x / 255 - mean) · c + mean per channel (float64, as the reference), clipped, ·255. x, out: (B, H·W·3).
+    Only 256 values per channel: the mean from a histogram, the output from a table (flat, channels
+    unrolled: 1.5× faster than 2-D indexing)."""
     unit = np.arange(256) / 255.0
     for b in numba.prange(x.shape[0]):
-        src, dst = x[b], out[b]
-        npx, nc = src.shape
-        hist = np.zeros((nc, 256), np.int64)
+        src, dst = x[b].ravel(), out[b].ravel()
+        npx = src.shape[0] // 3
+        hist = np.zeros((3, 256), np.int64)
+        h0, h1, h2 = hist[0], hist[1], hist[2]
         for p in range(npx):
-            for ch in range(nc):
-                hist[ch, src[p, ch]] += 1
-        table = np.empty((nc, 256), np.uint8)
-        for ch in range(nc):
+            h0[src[3 * p]] += 1
+            h1[src[3 * p + 1]] += 1
+            h2[src[3 * p + 2]] += 1
+        table = np.empty(3 * 256, np.uint8)  # table[3 · v + channel]
+        for ch in range(3):
             mean = (hist[ch] * unit).sum() / npx
             for v in range(256):
-                table[ch, v] = _u8_unit((unit[v] - mean) * c + mean)
+                table[3 * v + ch] = _u8_unit((unit[v] - mean) * c + mean)
         for p in range(npx):
-            for ch in range(nc):
-                dst[p, ch] = table[ch, src[p, ch]]
+            dst[3 * p] = table[3 * src[3 * p]]
+            dst[3 * p + 1] = table[3 * src[3 * p + 1] + 1]
+            dst[3 * p + 2] = table[3 * src[3 * p + 2] + 2]
     return out
 
 
@@ -789,19 +829,21 @@ def _fog_one(x, seed, size, weight, decay, out):  # pragma: no cover - compiled
     _plasma(u, m, decay)
     top = x.max() / 255.0
     scale = top / (top + weight)  # one product instead of the reference's · top / (top + weight)
-    fog = np.empty(w * nc)
+    fog = np.empty(w, np.float32)
     for i in range(h):
+        row = m[i]
         for k in range(w):  # weight · plasma as float32 (the reference's float32 map times a scalar)
-            for ch in range(nc):
-                fog[k * nc + ch] = np.float32(weight * m[i, k])
+            fog[k] = np.float32(weight * row[k])
         src, dst = x[i].ravel(), out[i].ravel()
-        for k in range(w * nc):
-            dst[k] = _u8_unit((src[k] / 255.0 + fog[k]) * scale)
+        for k in range(w):  # three channels, unrolled: the loop vectorises (2.5× faster than over W·C)
+            f = np.float64(fog[k])
+            for ch in range(3):
+                dst[3 * k + ch] = _u8_unit((src[3 * k + ch] / 255.0 + f) * scale)
 
 
 @numba.njit(cache=True, parallel=True)
 def fog(x, seeds, size, weight, decay, out):  # pragma: no cover - compiled
-    """The reference fog on uint8 (B, H, W, C): x / 255 + weight · plasma (top-left H×W of the size²
+    """The reference fog on uint8 (B, H, W, 3): x / 255 + weight · plasma (top-left H×W of the size²
     map from the first size² - 1 doubles of RandomState(seeds[b])), scaled by max / (max + weight),
     clipped, ·255."""
     for b in numba.prange(x.shape[0]):
@@ -810,23 +852,27 @@ def fog(x, seeds, size, weight, decay, out):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, parallel=True)
-def snow_blend(x, unit, layer, blend, out):  # pragma: no cover - compiled
-    """The reference snow's last step on uint8 (B, H, W, 3): x / 255 (unit[x], float32) whitened
-    towards its grey level, plus the snow layer (rounded to 1/255, its top-left H×W) and the layer
-    turned by 180°; float32 as the reference up to the layer (float64), clipped, ·255, truncated."""
+def snow_blend(x, layer, blend, out):  # pragma: no cover - compiled
+    """The reference snow's last step on uint8 (B, H, W, 3): x / 255 (float32) whitened towards its
+    grey level, plus the snow layer (rounded to 1/255, its top-left H×W) and the layer turned by 180°;
+    float32 as the reference up to the layer (float64), clipped, ·255, truncated.
+
+    Vectorises (2.3× faster than with a table for x / 255, the same float32 values): the flakes of a
+    row first, then the pixels, with no table lookups."""
     nb, h, w, nc = x.shape
-    cb = np.float32(blend)
+    cb, cb1, s = np.float32(blend), np.float32(1) - np.float32(blend), np.float32(255)
     for b in numba.prange(nb):
-        lay = layer[b]
+        lay, flakes = layer[b], np.empty(w)
         for i in range(h):
-            src, dst, top, bot = x[b, i], out[b, i], lay[i], lay[h - 1 - i]
+            src, dst, top, bot = x[b, i].ravel(), out[b, i].ravel(), lay[i], lay[h - 1 - i]
             for k in range(w):
-                r, g, bl = unit[src[k, 0]], unit[src[k, 1]], unit[src[k, 2]]
+                flakes[k] = np.rint(top[k] * 255.0) / 255.0 + np.rint(bot[w - 1 - k] * 255.0) / 255.0
+            for k in range(w):
+                r, g, bl = np.float32(src[3 * k]) / s, np.float32(src[3 * k + 1]) / s, np.float32(src[3 * k + 2]) / s
                 lift = (np.float32(0.299) * r + np.float32(0.587) * g + np.float32(0.114) * bl) * np.float32(1.5) + np.float32(0.5)
-                flakes = np.rint(top[k] * 255.0) / 255.0 + np.rint(bot[w - 1 - k] * 255.0) / 255.0
-                dst[k, 0] = _u8_unit(np.float64(cb * r + (np.float32(1) - cb) * max(r, lift)) + flakes)
-                dst[k, 1] = _u8_unit(np.float64(cb * g + (np.float32(1) - cb) * max(g, lift)) + flakes)
-                dst[k, 2] = _u8_unit(np.float64(cb * bl + (np.float32(1) - cb) * max(bl, lift)) + flakes)
+                dst[3 * k] = _u8_unit(np.float64(cb * r + cb1 * max(r, lift)) + flakes[k])
+                dst[3 * k + 1] = _u8_unit(np.float64(cb * g + cb1 * max(g, lift)) + flakes[k])
+                dst[3 * k + 2] = _u8_unit(np.float64(cb * bl + cb1 * max(bl, lift)) + flakes[k])
     return out
 
 
@@ -844,14 +890,14 @@ def _symmetric(j, n):  # pragma: no cover - compiled
 
 
 @numba.njit(inline="always")
-def _displace_n(src, dy, dx, dst, nc):  # pragma: no cover - compiled
+def _displace_n(src, dy, dx, alpha, dst, nc):  # pragma: no cover - compiled
     h, w = dy.shape
     iy, ix = np.empty(w, np.int64), np.empty(w, np.int64)
     ty, tx = np.empty(w), np.empty(w)
     for i in range(h):
         ddy, ddx, out = dy[i], dx[i], dst[i].ravel()
         for k in range(w):  # the coordinates of a row first: a loop that vectorises (1.7× faster overall)
-            yy, xx = i + np.float64(ddy[k]), k + np.float64(ddx[k])
+            yy, xx = i + np.float64(ddy[k] * alpha), k + np.float64(ddx[k] * alpha)
             y0, x0 = np.floor(yy), np.floor(xx)
             ty[k], tx[k] = yy - y0, xx - x0
             iy[k], ix[k] = np.int64(y0), np.int64(x0)
@@ -865,15 +911,16 @@ def _displace_n(src, dy, dx, dst, nc):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, parallel=True)
-def displace(img, dy, dx, out):  # pragma: no cover - compiled
+def displace(img, d, alpha, out):  # pragma: no cover - compiled
     """scipy map_coordinates(img, (i + dy, k + dx, ch), order=1, mode='reflect') per image (float64
     weights as scipy), the float32 result clipped, ·255, truncated to uint8. img: float32 (B, H, W, C);
-    dy, dx: float32 (B, H, W)."""
+    d: float32 (B, 2, H, W), the fields (dx, dy) before their gain alpha (applied in float32)."""
     nb, h, w, nc = img.shape
+    a = np.float32(alpha)
     for b in numba.prange(nb):
         src = img[b].reshape(h, w * nc)
         if nc == 3:  # constant channel count: unrolled
-            _displace_n(src, dy[b], dx[b], out[b], 3)
+            _displace_n(src, d[b, 1], d[b, 0], a, out[b], 3)
         else:
-            _displace_n(src, dy[b], dx[b], out[b], nc)
+            _displace_n(src, d[b, 1], d[b, 0], a, out[b], nc)
     return out

@@ -7,8 +7,8 @@ import functools
 import numpy as np
 import torch
 
-from .ops import (U8_TO_01, ImageRng, as_rows, clipped_zoom, correlate, cpu_kernel, gaussian_filter, motion_blur as _motion_blur,
-                  motion_blur_nhwc, use_compiled, zoom_tables)
+from .ops import (ImageRng, as_rows, clipped_zoom, correlate, cpu_kernel, gaussian_filter, motion_blur as _motion_blur,
+                  motion_blur_nhwc, unit32, use_compiled, zoom_tables)
 from .registry import register_corruption
 
 
@@ -124,7 +124,7 @@ def glass_blur(x: torch.Tensor, c, rng: ImageRng, opt: dict) -> torch.Tensor:
     h, w = x.shape[1:3]
     nh, nw = max(0, h - 2 * delta), max(0, w - 2 * delta)
     if use_compiled(x):  # channels-last memory throughout: no copies between the filters and the loop
-        y = gaussian_filter(x.permute(0, 3, 1, 2).float().div_(255.0), sigma, "edge")
+        y = gaussian_filter(torch.from_numpy(unit32(x)).permute(0, 3, 1, 2), sigma, "edge")
         if nh and nw:  # the sequential loop compiled, with the uint8 truncation; it draws its own offsets
             cpu_kernel("glass_shuffle")(y.permute(0, 2, 3, 1).numpy(), rng.keys("glass_blur"), iterations, delta)
         else:
@@ -173,8 +173,27 @@ def zoom_blur(x: torch.Tensor, c, rng: ImageRng, opt: dict) -> torch.Tensor:
 
 def _zoom_blur_cpu(x: torch.Tensor, factors: np.ndarray, crop: str) -> torch.Tensor:
     """zoom_blur on CPU: one compiled pass per image over all zoom factors (separable bilinear taps)."""
-    h, w = x.shape[1:3]
-    rows = [np.stack(t) for t in zip(*(zoom_tables(h, float(z), crop) for z in factors))]
-    cols = [np.stack(t) for t in zip(*(zoom_tables(w, float(z), crop) for z in factors))]
     arr = np.ascontiguousarray(x.numpy())
-    return torch.from_numpy(cpu_kernel("zoom_blur")(arr, U8_TO_01, *rows, *cols, np.empty_like(arr)))
+    plan = _zoom_plan(*arr.shape[1:], tuple(float(z) for z in factors), crop)
+    return torch.from_numpy(cpu_kernel("zoom_blur")(arr, *plan, np.empty_like(arr)))
+
+
+@functools.lru_cache(maxsize=16)
+def _zoom_plan(h: int, w: int, nc: int, factors: tuple, crop: str) -> tuple:
+    """The zoom_blur kernel's tables: per zoom, the row taps (r0, r1, wy), and the column taps as runs
+    of output pixels j that read the source at the same offsets (c0[j] - j, c1[j] - j): (starts,
+    da, db, runs) in units of values (W·C per row, padded to the most runs), weights (wa, wb) per value."""
+    r0, r1, wy = (np.stack(t) for t in zip(*(zoom_tables(h, z, crop) for z in factors)))
+    runs = []
+    for z in factors:
+        c0, c1, wx = zoom_tables(w, z, crop)
+        da, db = c0 - np.arange(w), c1 - np.arange(w)
+        cut = np.flatnonzero((np.diff(da) != 0) | (np.diff(db) != 0)) + 1
+        starts = np.concatenate([[0], cut, [w]])
+        runs.append((starts * nc, da[starts[:-1]] * nc, db[starts[:-1]] * nc, np.repeat(wx, nc)))
+    m = max(len(d) for _, d, _, _ in runs)
+    starts, da, db = np.zeros((len(runs), m + 1), np.int64), np.zeros((len(runs), m), np.int64), np.zeros((len(runs), m), np.int64)
+    for z, (s, a, b, _) in enumerate(runs):
+        starts[z, :len(s)], da[z, :len(a)], db[z, :len(b)] = s, a, b
+    wb = np.stack([t for *_, t in runs])
+    return r0, r1, wy, starts, da, db, np.array([len(d) for _, d, _, _ in runs]), np.float32(1) - wb, wb

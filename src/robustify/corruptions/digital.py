@@ -8,22 +8,18 @@ import numpy as np
 import torch
 
 from .blur import nchw01, nhwc255
-from .ops import ImageRng, as_rows, bilinear_sample, cpu_kernel, gaussian_filter, thread_map, use_compiled
+from .ops import ImageRng, as_rows, bilinear_sample, cpu_kernel, gaussian_filter, thread_map, unit32, use_compiled
 from .registry import register_corruption
 
 
 @register_corruption("contrast")
 def contrast(x: torch.Tensor, c, rng: ImageRng, opt: dict) -> torch.Tensor:
     if use_compiled(x):
-        rows = as_rows(x).reshape(len(x), -1, x.shape[-1])
+        rows = as_rows(x)
         return torch.from_numpy(cpu_kernel("contrast")(rows, float(c), np.empty_like(rows)).reshape(x.shape))
     y = x.float().div_(255.0)
     means = y.mean(dim=(1, 2), keepdim=True, dtype=torch.float64).float()
     return y.sub_(means).mul_(c).add_(means).clamp_(0, 1).mul_(255)
-
-
-def _smooth(u: torch.Tensor, sigma, gain: float) -> torch.Tensor:
-    return gaussian_filter(u[:, None], sigma, "symmetric", truncate=3.0)[:, 0] * gain
 
 
 @register_corruption("elastic_transform")
@@ -43,15 +39,14 @@ def elastic_transform(x: torch.Tensor, c, rng: ImageRng, opt: dict) -> torch.Ten
     jit = draw(seeds, 0, 2 * jitter, jitter, np.empty((b, 6), np.float32)).reshape(b, 3, 2) if affine else None
     fields = draw(seeds, 6 if affine else 0, 2 * lim, lim, np.empty((b, 2 * h * w), np.float32)).reshape(b, 2, h, w)
     y = _random_affine(nchw01(x), jit) if affine else None
-    fields = torch.as_tensor(fields, device=dev)
-    dx = _smooth(fields[:, 0], sigma, alpha)
-    dy = _smooth(fields[:, 1], sigma, alpha)
-    if use_compiled(x):  # map_coordinates compiled, straight to uint8
-        img = (y.permute(0, 2, 3, 1) if affine else x.float().div_(255.0)).contiguous().numpy()
-        return torch.from_numpy(cpu_kernel("displace")(img, dy.numpy(), dx.numpy(), np.empty(tuple(x.shape), np.uint8)))
+    fields = gaussian_filter(torch.as_tensor(fields, device=dev), sigma, "symmetric", truncate=3.0)  # dx, dy
+    if use_compiled(x):  # map_coordinates compiled, straight to uint8 (the gain alpha in it)
+        img = y.permute(0, 2, 3, 1).contiguous().numpy() if affine else unit32(x)
+        return torch.from_numpy(cpu_kernel("displace")(img, fields.numpy(), float(alpha), np.empty(tuple(x.shape), np.uint8)))
     gy, gx = torch.meshgrid(torch.arange(h, device=dev, dtype=torch.float32),
                             torch.arange(w, device=dev, dtype=torch.float32), indexing="ij")
-    return nhwc255(bilinear_sample(nchw01(x) if y is None else y, gy + dy, gx + dx, "symmetric"))
+    fields = fields * alpha
+    return nhwc255(bilinear_sample(nchw01(x) if y is None else y, gy + fields[:, 1], gx + fields[:, 0], "symmetric"))
 
 
 def _random_affine(y: torch.Tensor, jit: np.ndarray) -> torch.Tensor:

@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as F
 
 _MASK64 = (1 << 64) - 1
-U8_TO_01 = (np.arange(256) / 255.0).astype(np.float32)  # float32(v / 255), as the reference rounds it
 COMPILED_CPU = True  # tests switch it off to run the torch code (what other devices run) on the CPU
 
 
@@ -309,6 +308,12 @@ def cpu_kernel(name: str):
 
     numba_threads(torch.get_num_threads())
     return getattr(_cpu_kernels, name)
+
+
+def unit32(x: torch.Tensor) -> np.ndarray:
+    """A uint8 CPU tensor as float32 x / 255 (the reference's float32(x / 255)), numpy, same shape."""
+    rows = as_rows(x)
+    return cpu_kernel("unit32")(rows, np.empty(rows.shape, np.float32)).reshape(tuple(x.shape))
 
 
 def as_rows(x: torch.Tensor) -> np.ndarray:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from .blur import crop_zoomed, nchw01, nhwc255
-from .ops import U8_TO_01, ImageRng, as_rows, clipped_zoom, cpu_kernel, motion_blur, next_power_of_2, plasma_fractal, use_compiled
+from .ops import ImageRng, as_rows, clipped_zoom, cpu_kernel, motion_blur, next_power_of_2, plasma_fractal, use_compiled
 from .registry import register_corruption
 
 FROST_FILES = ("frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg", "frost6.jpg")
@@ -31,7 +31,7 @@ def snow(x: torch.Tensor, c, rng: ImageRng, opt: dict) -> torch.Tensor:
     layer = motion_blur(layer, angles, radius, sigma)  # on the whole zoomed layer, as the reference
     if use_compiled(x):
         arr = np.ascontiguousarray(x.numpy())
-        return torch.from_numpy(cpu_kernel("snow_blend")(arr, U8_TO_01, layer[:, 0].numpy(), float(blend), np.empty_like(arr)))
+        return torch.from_numpy(cpu_kernel("snow_blend")(arr, layer[:, 0].numpy(), float(blend), np.empty_like(arr)))
     y = nchw01(x)
     layer = torch.round(layer * 255) / 255
     layer = layer[..., :h, :w]
@@ -133,7 +133,7 @@ def fog(x: torch.Tensor, c, rng: ImageRng, opt: dict) -> torch.Tensor:
 def brightness(x: torch.Tensor, c, rng: ImageRng, opt: dict) -> torch.Tensor:
     """HSV value + c: with hue and saturation fixed that is a per-pixel rescale of RGB by V'/V."""
     if use_compiled(x):
-        rows = as_rows(x).reshape(len(x), -1, 3)
+        rows = as_rows(x)
         return torch.from_numpy(cpu_kernel("brightness")(rows, float(c), np.empty_like(rows)).reshape(x.shape))
     y = x.double() / 255.0
     v = y.amax(dim=-1, keepdim=True)
