@@ -114,7 +114,8 @@ def _mt_mix(a, b, c):  # pragma: no cover - compiled
 
 @numba.njit(inline="always")
 def _mt_twist(key):  # pragma: no cover - compiled
-    """The next 624 untempered words, in place (in three loops without a carried dependence)."""
+    """The next 624 untempered words, in place (loops that vectorise: a word read back was written ≥ 227
+    iterations before)."""
     for i in range(_MT_N - _MT_M):
         key[i] = _mt_mix(key[i], key[i + 1], key[i + _MT_M])
     for i in range(_MT_N - _MT_M, _MT_N - 1):
