@@ -81,7 +81,10 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "baselines.json"))
     args = ap.parse_args()
     torch.set_num_threads(1)
+    from robustify.commands.common import keep_freed_memory
     from robustify.config import load_params
+
+    keep_freed_memory()  # as the pipeline's jobs run (robustify CLI)
 
     params = load_params(ROOT / "params.yaml")
     rows = [bench_student(s, params, args.batch or params.baselines.vpt_batch_size, args.steps, args.head) for s in args.students]

@@ -137,8 +137,11 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "distill.json"))
     args = ap.parse_args()
     torch.set_num_threads(1)
+    from robustify.commands.common import keep_freed_memory
     from robustify.config import load_params
     from robustify.data import mirror
+
+    keep_freed_memory()  # as the pipeline's jobs run (robustify CLI)
 
     params = load_params(ROOT / "params.yaml")
     mirror.configure(params.data.mirror, params.data.cache)

@@ -4,6 +4,7 @@ the ops they replace — forward bit for bit, gradients up to float rounding —
 from __future__ import annotations
 
 import copy
+import os
 
 import pytest
 import torch
@@ -78,3 +79,38 @@ def test_global_avg_pool_gradient_keeps_the_layout(fmt):
     g = torch.randn_like(out)
     (gx,), (gx_ref,) = torch.autograd.grad(out, [x], g), torch.autograd.grad(ref, [x], g)
     assert torch.equal(gx, gx_ref) and gx.is_contiguous(memory_format=fmt)
+
+
+_HEAP = """
+import ctypes
+import numpy as np
+from robustify.commands.common import keep_freed_memory
+
+class Info(ctypes.Structure):  # glibc's struct mallinfo2
+    _fields_ = [(k, ctypes.c_size_t) for k in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                "fsmblks", "uordblks", "fordblks", "keepcost")]
+mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2
+mallinfo2.restype = Info
+on = keep_freed_memory()
+a = np.ones(25_000_000)  # 200 MB: above glibc's 32 MB mmap ceiling
+mapped = mallinfo2().hblkhd
+del a
+print(int(on), mapped >> 20, mallinfo2().fordblks >> 20)
+"""
+
+
+@pytest.mark.parametrize("setting", ["reuse", "default"])
+def test_freed_memory_is_kept_for_reuse(setting):
+    """`keep_freed_memory` (every robustify subcommand): a 200 MB block comes from the heap, not its own
+    mmap, and stays there free for the next step's tensors instead of being unmapped (each fresh mmap
+    faults its pages in, zeroed); ROBUSTIFY_MALLOC=default keeps glibc's behaviour."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, ROBUSTIFY_MALLOC=setting)
+    on, mapped_mb, free_kept_mb = map(int, subprocess.run([sys.executable, "-c", _HEAP], env=env, check=True,
+                                                          capture_output=True, text=True).stdout.split())
+    if setting == "reuse":
+        assert on == 1 and mapped_mb < 190 and free_kept_mb >= 190  # (a few MB mapped before the call)
+    else:
+        assert on == 0 and mapped_mb >= 190 and free_kept_mb < 190

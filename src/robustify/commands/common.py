@@ -43,6 +43,7 @@ def load(args: argparse.Namespace) -> Params:
     params = load_params(args.params, args.configfile)
     mirror.configure(params.data.mirror, params.data.cache)
     set_threads(args.threads if getattr(args, "threads", None) else params.threads)
+    keep_freed_memory()
     return params
 
 
@@ -55,6 +56,26 @@ def set_threads(threads: int) -> int:
         threads = max(1, (os.cpu_count() or 1) // jobs)
     torch.set_num_threads(threads)
     return threads
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc's malloc keep freed memory for reuse: no mmap per large block, no trimming.
+
+    glibc serves every block over 32 MB (its mmap ceiling) with a fresh mmap whose pages fault in,
+    zeroed, on first touch. EfficientNet-Lite0's E2E step at 96 px (384 images, activations of up to
+    ~340 MB) spent more time in the kernel than computing: 5.8 → 2.3 s per step with this (one thread).
+    Peak memory is unchanged (the process peaks there anyway). ROBUSTIFY_MALLOC=default turns it off;
+    a no-op where the C library is not glibc."""
+    if os.environ.get("ROBUSTIFY_MALLOC", "reuse") != "reuse":
+        return False
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4  # <malloc.h>
+    return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 2**31 - 1))
 
 
 def check_writable(*paths: str | os.PathLike) -> None:
