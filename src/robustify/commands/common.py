@@ -63,9 +63,9 @@ def keep_freed_memory() -> bool:
 
     glibc serves every block over 32 MB (its mmap ceiling) with a fresh mmap whose pages fault in,
     zeroed, on first touch. EfficientNet-Lite0's E2E step at 96 px (384 images, activations of up to
-    ~340 MB) spent more time in the kernel than computing: 5.8 → 2.3 s per step with this (one thread).
-    Peak memory is unchanged (the process peaks there anyway). ROBUSTIFY_MALLOC=default turns it off;
-    a no-op where the C library is not glibc."""
+    ~340 MB) spent more time in the kernel than computing: 5.8 → 2.3 s per step with this (one thread),
+    the whole job 1486 → 557 s. The price is peak RSS (that job 6.4 → 9.2 GB: freed blocks stay in the
+    process). ROBUSTIFY_MALLOC=default turns it off; a no-op where the C library is not glibc."""
     if os.environ.get("ROBUSTIFY_MALLOC", "reuse") != "reuse":
         return False
     import ctypes
