@@ -42,6 +42,7 @@ class SingleHeadModel(nn.Module):
             self.model.reset_classifier(classifier.out_features)
             self.model.get_classifier().load_state_dict(classifier.state_dict())
         self.dropout_p = float(getattr(model, "drop_rate", 0.0) or 0.0)
+        self._drops: Optional[list] = None  # the model's dropout modules, found on the first MC pass
 
     def forward_trunk(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.forward_features(x)
@@ -53,9 +54,11 @@ class SingleHeadModel(nn.Module):
         if not mc:
             return {"single": self.model.forward_head(h)}
         # switch on dropout only: the top module's flag (timm's forward_head reads it for F.dropout) and
-        # dropout modules (a ViT's head_drop); normalisation layers keep eval mode
-        drops = [m for m in self.model.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
-        saved = [(m, m.training) for m in [self.model, *drops]]
+        # dropout modules (a ViT's head_drop); normalisation layers keep eval mode. The module walk is
+        # done once: per batch and pass it cost Lite0 ~0.5 ms, 10% of a single-head evaluation.
+        if self._drops is None:
+            self._drops = [m for m in self.model.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
+        saved = [(m, m.training) for m in [self.model, *self._drops]]
         for m, _ in saved:
             m.training = True
         try:
