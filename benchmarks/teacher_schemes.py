@@ -25,7 +25,7 @@ logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name
 from robustify.config import TeachersConfig  # noqa: E402
 from robustify.data.datasets import cifar10  # noqa: E402
 from robustify.models import Preprocess, create_model  # noqa: E402
-from robustify.train.teacher import (accuracy, corrupt_images, corruption_names, robustify_teacher,  # noqa: E402
+from robustify.train.teacher import (Classifier, corrupt_images, corruption_names, robustify_teacher,  # noqa: E402
                                      summarise)
 
 OUT = Path(os.environ.get("MEASURE_DIR", "/tmp/teacher_measure"))
@@ -56,20 +56,20 @@ def corrupted(split: str, per_class: int, table: str) -> tuple[np.ndarray, np.nd
 
 
 def evaluate(model, name: str) -> dict:
-    pre = Preprocess.for_model(name)
+    clf = Classifier(model, Preprocess.for_model(name), name)
     test = cifar10("test")
-    res = {"clean_test": accuracy(model, pre, test.x, test.y)}
+    res = {"clean_test": clf.accuracy(test.x, test.y)}
     for table in TABLES:
         for split, n in (("test", TEST_PER_CLASS), ("val", VAL_PER_CLASS)):
             x, y, cells = corrupted(split, n, table)
             acc = {}
             for (c, s), xc in cells.items():
-                acc.setdefault(c, {})[s] = accuracy(model, pre, xc, y)
+                acc.setdefault(c, {})[s] = clf.accuracy(xc, y)
             mean, per = summarise(acc)
             res[f"{table}_c_{split}_mean"] = mean
             res[f"{table}_c_{split}_sev123"] = float(np.mean([acc[c][s] for c in acc for s in (1, 2, 3)]))
             res[f"{table}_c_{split}_per"] = per
-            res[f"clean_{split}_subset"] = accuracy(model, pre, x, y)
+            res[f"clean_{split}_subset"] = clf.accuracy(x, y)
     return res
 
 

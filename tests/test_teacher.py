@@ -137,3 +137,22 @@ def test_cli_end_to_end_tiny(tmp_path, monkeypatch):
     assert 0.8 < m["clean"] <= 1 and 0 <= m["c_mean"] <= 1 and len(m["c_per_corruption"]) == 15
     assert m["val_robustness_gap"] == pytest.approx(m["val_c_mean"] - m["val_c_mean_student"])
     assert r["timing"]["images_seen"] == 50 and r["timing"]["s_per_image"] > 0
+
+
+def test_classifier_predicts_as_the_eager_model_and_traces_once(monkeypatch):
+    """The frozen-graph Classifier the teacher record uses gives the eager model's labels (68 images: two
+    full batches of 32 through the graph, the last 4 eager), and traces one graph for all its sets."""
+    from robustify.models import frozen
+
+    traced = []
+    real = frozen._frozen_graph
+    monkeypatch.setattr(frozen, "_frozen_graph", lambda *a, **k: traced.append(1) or real(*a, **k))
+    model = create_model("resnet8_cifar", num_classes=10)
+    pre = Preprocess.for_model("resnet8_cifar")
+    x = np.random.default_rng(0).integers(0, 256, (68, 32, 32, 3), dtype=np.uint8)
+    with torch.no_grad():
+        eager = model(pre(torch.from_numpy(x))).argmax(1).numpy()
+    clf = T.Classifier(model, pre)
+    np.testing.assert_array_equal(clf.predict(x), eager)
+    assert clf.accuracy(x, eager) == 1.0 and clf.accuracy(x[:40], (eager[:40] + 1) % 10) == 0.0
+    assert clf.fn.frozen and len(traced) == 1

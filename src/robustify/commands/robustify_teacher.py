@@ -84,18 +84,19 @@ def run(args) -> None:
     table, engine = (cc.table, cc.engine) if cc is not None else ("cifar", "ours")
     pre = Preprocess.for_model(args.teacher)
     test = data_split(params.data, "test")  # smoke presets cap it (data.test_per_class); null = all
-    clean = T.accuracy(teacher, pre, test.x, test.y)
+    tclf = T.Classifier(teacher, pre, args.teacher)  # one frozen graph for every set below
+    clean = tclf.accuracy(test.x, test.y)
     sub = test.head(cfg.test_c_per_class)
     log.info("CIFAR-10-C estimate on %d test images × %d corruptions × severities %s (engine %s, table %s)",
              len(sub), len(names), cfg.severities, engine, table)
     progress = sys.stderr.isatty()
-    c_test = T.corruption_accuracy({"teacher": (teacher, pre)}, sub.x, sub.y, cfg.severities, cfg.corruption_seed,
+    c_test = T.corruption_accuracy({"teacher": tclf}, sub.x, sub.y, cfg.severities, cfg.corruption_seed,
                                    table, engine, progress)["teacher"]
     c_mean, c_per = T.summarise(c_test)
 
     val = cifar10("val", params.data.val_per_class).head(cfg.val_c_per_class)
     spre = Preprocess.for_model(cfg.gap_student)
-    c_val = T.corruption_accuracy({"teacher": (teacher, pre), "student": (student, spre)}, val.x, val.y,
+    c_val = T.corruption_accuracy({"teacher": tclf, "student": T.Classifier(student, spre, cfg.gap_student)}, val.x, val.y,
                                   cfg.severities, cfg.corruption_seed + 1, table, engine, progress)
     val_teacher, _ = T.summarise(c_val["teacher"])
     val_student, _ = T.summarise(c_val["student"])
@@ -107,7 +108,7 @@ def run(args) -> None:
         "c_mean": c_mean,
         "c_per_corruption": c_per,
         "c_cells": {c: {str(s): a for s, a in v.items()} for c, v in c_test.items()},
-        "val_clean": T.accuracy(teacher, pre, val.x, val.y),
+        "val_clean": tclf.accuracy(val.x, val.y),
         "val_c_mean": val_teacher,
         "val_c_mean_student": val_student,
         "val_robustness_gap": gap,

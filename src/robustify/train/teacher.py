@@ -217,14 +217,32 @@ def load_teacher(path: str | Path) -> nn.Module:
 # evaluation
 
 
-@torch.no_grad()
-def predict(model: nn.Module, pre: nn.Module, x: np.ndarray, batch: int = 500) -> np.ndarray:
-    model.eval()
-    return np.concatenate([model(pre(torch.from_numpy(x[i:i + batch]))).argmax(1).numpy() for i in range(0, len(x), batch)])
+class Classifier:
+    """Predicted labels of one model on uint8 NHWC images: preprocessing + model as one frozen graph
+    (`models/frozen.py`, built on the first batch) over batches of 32, as evaluation runs models —
+    ResNet-56 1.5× and ResNet-20 2.7× faster than eager batches of 500 on this CPU. Build it once per
+    model: the graph is traced on the first call (~1 s)."""
+
+    def __init__(self, model: nn.Module, pre: nn.Module, name: str = "model", batch: int = 32):
+        from ..models.frozen import InferenceGraph
+
+        model.eval()
+        self.batch = int(batch)
+        self.fn = InferenceGraph(model, lambda x: model(pre(x)), name)
+
+    @torch.no_grad()
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        from .cache import batched
+
+        return batched(self.fn, x, self.batch).argmax(1)
+
+    def accuracy(self, x: np.ndarray, y: np.ndarray) -> float:
+        return float((self.predict(x) == y).mean())
 
 
-def accuracy(model: nn.Module, pre: nn.Module, x: np.ndarray, y: np.ndarray, batch: int = 500) -> float:
-    return float((predict(model, pre, x, batch) == y).mean())
+def accuracy(model: nn.Module, pre: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
+    """One-off accuracy; for many sets of one model build a `Classifier` once."""
+    return Classifier(model, pre).accuracy(x, y)
 
 
 def corruption_names() -> tuple[str, ...]:
@@ -241,19 +259,21 @@ def corrupt_images(x: np.ndarray, name: str, severity: int, seed: int, table: st
     return corrupt(x, name, severity, image_seeds(seed, np.arange(len(x)), name, severity), table=table, engine=engine)
 
 
-def corruption_accuracy(models: dict[str, tuple[nn.Module, nn.Module]], x: np.ndarray, y: np.ndarray,
+def corruption_accuracy(models: dict[str, "Classifier | tuple[nn.Module, nn.Module]"], x: np.ndarray, y: np.ndarray,
                         severities: Sequence[int], seed: int, table: str = "cifar", engine: str = "ours",
                         progress: bool = False) -> dict[str, dict[str, dict[int, float]]]:
-    """{model: {corruption: {severity: accuracy}}}; each corrupted set is made once and shared by all models."""
+    """{model: {corruption: {severity: accuracy}}}; each corrupted set is made once and shared by all models
+    (`models` values: a Classifier or (model, preprocess))."""
     from tqdm import tqdm
 
     names = corruption_names()
     res: dict[str, dict[str, dict[int, float]]] = {m: {c: {} for c in names} for m in models}
     cells = [(c, s) for c in names for s in severities]
+    clf = {m: v if isinstance(v, Classifier) else Classifier(*v, name=m) for m, v in models.items()}
     for c, s in tqdm(cells, desc="corruptions", disable=not progress, leave=False):
         xc = corrupt_images(x, c, s, seed, table, engine)
-        for m, (model, pre) in models.items():
-            res[m][c][s] = accuracy(model, pre, xc, y)
+        for m in models:
+            res[m][c][s] = clf[m].accuracy(xc, y)
     return res
 
 
