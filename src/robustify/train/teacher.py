@@ -230,19 +230,13 @@ class Classifier:
         self.batch = int(batch)
         self.fn = InferenceGraph(model, lambda x: model(pre(x)), name)
 
-    @torch.no_grad()
     def predict(self, x: np.ndarray) -> np.ndarray:
-        from .cache import batched
+        from .cache import batched  # the graph runs without autograd
 
         return batched(self.fn, x, self.batch).argmax(1)
 
     def accuracy(self, x: np.ndarray, y: np.ndarray) -> float:
         return float((self.predict(x) == y).mean())
-
-
-def accuracy(model: nn.Module, pre: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
-    """One-off accuracy; for many sets of one model build a `Classifier` once."""
-    return Classifier(model, pre).accuracy(x, y)
 
 
 def corruption_names() -> tuple[str, ...]:
@@ -259,21 +253,19 @@ def corrupt_images(x: np.ndarray, name: str, severity: int, seed: int, table: st
     return corrupt(x, name, severity, image_seeds(seed, np.arange(len(x)), name, severity), table=table, engine=engine)
 
 
-def corruption_accuracy(models: dict[str, "Classifier | tuple[nn.Module, nn.Module]"], x: np.ndarray, y: np.ndarray,
+def corruption_accuracy(models: dict[str, Classifier], x: np.ndarray, y: np.ndarray,
                         severities: Sequence[int], seed: int, table: str = "cifar", engine: str = "ours",
                         progress: bool = False) -> dict[str, dict[str, dict[int, float]]]:
-    """{model: {corruption: {severity: accuracy}}}; each corrupted set is made once and shared by all models
-    (`models` values: a Classifier or (model, preprocess))."""
+    """{model: {corruption: {severity: accuracy}}}; each corrupted set is made once and shared by all models."""
     from tqdm import tqdm
 
     names = corruption_names()
     res: dict[str, dict[str, dict[int, float]]] = {m: {c: {} for c in names} for m in models}
     cells = [(c, s) for c in names for s in severities]
-    clf = {m: v if isinstance(v, Classifier) else Classifier(*v, name=m) for m, v in models.items()}
     for c, s in tqdm(cells, desc="corruptions", disable=not progress, leave=False):
         xc = corrupt_images(x, c, s, seed, table, engine)
-        for m in models:
-            res[m][c][s] = clf[m].accuracy(xc, y)
+        for m, clf in models.items():
+            res[m][c][s] = clf.accuracy(xc, y)
     return res
 
 
