@@ -412,6 +412,8 @@ class ReportConfig(Strict):
 class Params(Strict):
     seeds: list[int] = Field(min_length=1, description="seed grid axis of every training stage")
     threads: int = Field(0, ge=0, le=256, description="torch intra-op threads per job; 0 = cores / concurrent jobs")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+                        description="where models train and evaluate: auto = the GPU when torch sees one, else the CPU; cpu; cuda; cuda:N")
     data: DataConfig = Field(default_factory=DataConfig)
     models: ModelsConfig
     linear_probe: LinearProbeConfig = Field(default_factory=LinearProbeConfig)

@@ -63,16 +63,38 @@ def _jsonable(o: Any) -> Any:
 
 
 def save_torch(path: str | os.PathLike, obj: Any) -> str:
-    """torch.save atomically; returns the sha256 of the written file."""
+    """torch.save atomically, every tensor in host memory (a GPU run's file loads anywhere); returns the
+    sha256 of the written file."""
     import torch
 
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:  # a file object, not the random temp name, sets the archive's record names:
-            torch.save(obj, f)      # the same object gives byte-identical files (reproducible sha256)
+            torch.save(_on_host(obj), f)  # the same object gives byte-identical files (reproducible sha256)
         digest = sha256_file(tmp)
         sha256_sidecar(path).unlink(missing_ok=True)  # a kill before the new sidecar leaves none, never a stale one
     _write_sidecar(path, digest)
     return digest
+
+
+def _on_host(obj: Any) -> Any:
+    """obj with GPU tensors copied to the CPU. Containers without one are returned as they are, so a CPU
+    run saves exactly the object it was given (a state_dict keeps its `_metadata`)."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return obj if obj.device.type == "cpu" else obj.cpu()
+    if isinstance(obj, dict):
+        items = {k: _on_host(v) for k, v in obj.items()}
+        if all(items[k] is v for k, v in obj.items()):
+            return obj
+        out = type(obj)(items)  # dict, OrderedDict (state_dict)
+        if hasattr(obj, "_metadata"):
+            out._metadata = obj._metadata
+        return out
+    if type(obj) in (list, tuple):
+        items = [_on_host(v) for v in obj]
+        return obj if all(a is b for a, b in zip(items, obj)) else type(obj)(items)
+    return obj
 
 
 def save_npz(path: str | os.PathLike, **arrays: Any) -> str:

@@ -96,15 +96,16 @@ def perturb(net: nn.Module, rng: np.random.Generator) -> tuple[dict[str, torch.T
         if w.ndim < 4:
             params[name] = w
             continue
-        g = torch.from_numpy(rng.standard_normal(w.shape).astype(np.float32))
+        on = lambda a: torch.from_numpy(a).to(w.device)  # noqa: E731 — draws on the host, as on the CPU
+        g = on(rng.standard_normal(w.shape).astype(np.float32))
         w = w * (1 + float(rng.uniform(0.1, 0.6)) * g)
         n_out = w.shape[0]
         if rng.random() < 0.3:  # negate some filters
-            w = w * torch.from_numpy(np.where(rng.random(n_out) < 0.2, -1.0, 1.0).astype(np.float32)).view(-1, 1, 1, 1)
+            w = w * on(np.where(rng.random(n_out) < 0.2, -1.0, 1.0).astype(np.float32)).view(-1, 1, 1, 1)
         if rng.random() < 0.3:  # zero some filters
-            w = w * torch.from_numpy((rng.random(n_out) >= 0.2).astype(np.float32)).view(-1, 1, 1, 1)
+            w = w * on((rng.random(n_out) >= 0.2).astype(np.float32)).view(-1, 1, 1, 1)
         if rng.random() < 0.2 and n_out > 3:  # permute feature maps
-            w = w[torch.from_numpy(rng.permutation(n_out))]
+            w = w[on(rng.permutation(n_out))]
         params[name] = w
     acts = [ACTIVATIONS[int(rng.integers(len(ACTIVATIONS)))] if rng.random() < 0.5 else "relu" for _ in range(net.n_acts)]
     return params, acts
@@ -133,7 +134,7 @@ def deepaugment_image(image: np.ndarray, rng: np.random.Generator, nets: Mapping
                       networks: Sequence[str] = NETWORKS, strength: tuple[float, float] = (0.04, 0.2)) -> np.ndarray:
     """One DeepAugment view of a uint8 HWC image."""
     net = nets[networks[int(rng.integers(len(networks)))]]
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255
+    x = torch.from_numpy(np.ascontiguousarray(image)).to(next(net.parameters()).device).permute(2, 0, 1)[None].float() / 255
     params, acts = perturb(net, rng)
     if getattr(net, "pretrained", False):
         y = net(x, params, acts)
@@ -142,7 +143,7 @@ def deepaugment_image(image: np.ndarray, rng: np.random.Generator, nets: Mapping
         delta = delta - delta.mean(dim=(2, 3), keepdim=True) * float(rng.random() < 0.5)
         y = x + delta * (float(rng.uniform(*strength)) / (delta.std() + 1e-8))
     y = y.clamp(0, 1).mul(255).round().to(torch.uint8)
-    return y[0].permute(1, 2, 0).numpy()
+    return y[0].permute(1, 2, 0).cpu().numpy()
 
 
 def deepaugment_images(images: np.ndarray, seed: int, keys: Optional[Sequence[int]] = None, *, channels: int = 32,
@@ -154,7 +155,9 @@ def deepaugment_images(images: np.ndarray, seed: int, keys: Optional[Sequence[in
 
     from .seeding import TAG
 
-    nets = build_networks(net_seed, channels, edsr_blocks, weights)
+    from ..device import place
+
+    nets = {k: place(n) for k, n in build_networks(net_seed, channels, edsr_blocks, weights).items()}  # params device
     keys = range(len(images)) if keys is None else keys
     out = np.empty_like(images)
     for i in tqdm(range(len(images)), desc="deepaugment", disable=not progress, mininterval=5):

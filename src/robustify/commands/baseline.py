@@ -91,10 +91,11 @@ def original_model(params, student: str, head: Optional[str], image_size: Option
 
 
 def _accuracy(model, student: str, size: int, x, batch: int = 256):
+    from ..device import place
     from ..models import Preprocess
     from ..train.features import extract
 
-    return extract(model, Preprocess.for_model(student, size), x, batch, desc=student).argmax(1)
+    return extract(place(model), Preprocess.for_model(student, size), x, batch, desc=student).argmax(1)
 
 
 def _val_metrics(params, model, student: str, size: int) -> dict:

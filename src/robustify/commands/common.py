@@ -30,19 +30,32 @@ def int_in(lo: int, hi: Optional[int] = None):
     return parse
 
 
+def device_spec(text: str) -> str:
+    """argparse type of --device: the spelling is checked here, the GPU's presence when a command starts."""
+    from ..device import SPEC
+
+    if not SPEC.match(text):
+        raise argparse.ArgumentTypeError(f"'{text}' is not one of auto, cpu, cuda, cuda:N")
+    return text
+
+
 def add_params_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", default=os.environ.get("ROBUSTIFY_PARAMS", "params.yaml"),
                    help="parameter file (default: $ROBUSTIFY_PARAMS, set by the Snakefile to its resolved config, else params.yaml)")
     p.add_argument("--configfile", action="append", default=[], metavar="PRESET",
                    help="preset merged over --params, as snakemake --configfile (repeatable)")
     p.add_argument("--threads", type=int_in(0, 256), default=None, help="torch threads (default: params threads)")
+    p.add_argument("--device", type=device_spec, default=None, help="auto, cpu, cuda or cuda:N (default: params device)")
 
 
 def load(args: argparse.Namespace) -> Params:
-    """Validate params (+ presets), point the data layer at the mirror, pick the thread count."""
+    """Validate params (+ presets), point the data layer at the mirror, pick the thread count and device."""
+    from .. import device
+
     params = load_params(args.params, args.configfile)
     mirror.configure(params.data.mirror, params.data.cache)
     set_threads(args.threads if getattr(args, "threads", None) else params.threads)
+    device.use(getattr(args, "device", None) or params.device)
     keep_freed_memory()
     return params
 

@@ -55,7 +55,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", choices=ENGINES, help="default: params corruptions.engine")
     p.add_argument("--seed", type=int, help="base seed (default: params corruptions.seed)")
     p.add_argument("--chunk-size", type=int, metavar="N", help="images per chunk file (default: params corruptions.chunk_size)")
-    p.add_argument("--device", default=None, help="torch device of our engine (default: cuda when present, else cpu)")
     add_params_args(p)
 
 
@@ -89,7 +88,9 @@ def run(args: argparse.Namespace) -> None:
         "table": table, "engine": engine, "seed": seed, "chunk_size": chunk,
         "source_sha256": _array_digest(ds.x, ds.y),
     }
-    generate(ds, out, names, severities, settings, device=args.device)
+    from ..device import current
+
+    generate(ds, out, names, severities, settings, device=str(current()))  # our engine runs on params device
 
 
 def _array_digest(*arrays: np.ndarray) -> str:

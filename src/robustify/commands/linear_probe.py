@@ -36,7 +36,9 @@ def run(args) -> None:
     record_path = Path(args.record or f"results/metrics/baselines/linear_probe/{args.student}.json")
     check_writable(out, record_path)
 
-    model = create_model(args.student, pretrained=True, weights=params.models.weights.get(args.student))
+    from ..device import place
+
+    model = place(create_model(args.student, pretrained=True, weights=params.models.weights.get(args.student)))
     pre = Preprocess.for_model(args.student, size)
     fn = F.pooled_features(model)
     cache_dir = Path(params.data.root) / "features"

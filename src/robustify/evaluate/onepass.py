@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..device import numpy, tensor
 from ..errors import DataError
 from ..io import save_npz
 
@@ -161,11 +162,11 @@ def summarize(probs: Mapping[str, torch.Tensor], reference: str = "combined") ->
             kl = torch.zeros_like(u)
         else:
             kl = (ref * (torch.log(ref + EPS) - torch.log(pbar + EPS))).sum(-1).clamp_min(0)
-        out[f"probs_{n}"] = pbar.numpy()
-        out[f"pred_{n}"] = pred.numpy().astype(np.int64)
-        out[f"u_{n}"] = u.numpy().astype(np.float32)
-        out[f"kl_{n}"] = kl.numpy().astype(np.float32)
-        out[f"maxp_{n}"] = pbar.max(-1).values.numpy().astype(np.float32)
+        out[f"probs_{n}"] = numpy(pbar)
+        out[f"pred_{n}"] = numpy(pred).astype(np.int64)
+        out[f"u_{n}"] = numpy(u).astype(np.float32)
+        out[f"kl_{n}"] = numpy(kl).astype(np.float32)
+        out[f"maxp_{n}"] = numpy(pbar.max(-1).values).astype(np.float32)
     return out
 
 
@@ -211,7 +212,7 @@ def run_onepass(model: nn.Module, preprocess: Callable, batches: Iterable[tuple[
             if len(yb) and (yb.min() < 0 or yb.max() >= num_classes):
                 bad = int(yb.max()) if yb.max() >= num_classes else int(yb.min())
                 raise DataError(f"{desc}: label {bad} outside 0..{num_classes - 1}; fix the labels or the --classes mapping")
-            probs = mc_probs(model, preprocess(torch.from_numpy(np.ascontiguousarray(xb))), passes, project, dropout_p, fast, pre)
+            probs = mc_probs(model, preprocess(tensor(xb)), passes, project, dropout_p, fast, pre)
             width = next(iter(probs.values())).shape[-1]
             if width != num_classes:
                 raise DataError(f"{desc}: the model predicts {width} classes but the dataset has {num_classes}; "

@@ -190,8 +190,10 @@ def aggregate_suite(datasets: dict[str, dict], sets) -> dict:
 
 def evaluate_model(loaded: LoadedModel, suites: Sequence[str], cfg, params, out_dir: Path,
                    data: Sequence[str] = (), classes: Sequence[str] = ()) -> EvalResult:
+    from ..device import place
     from .suites import build_suites, user_set
 
+    place(loaded.model)
     preprocess = loaded.preprocess()
     sets = build_suites(suites, cfg, params.data.root, loaded.image_size)
     if cfg.share_trunk and loaded.shared is None:
@@ -278,5 +280,5 @@ def headline(metrics: dict) -> dict:
 def cost(loaded: LoadedModel, passes: int) -> dict:
     from .flops import inference_flops
 
-    x = torch.zeros(1, 3, loaded.image_size, loaded.image_size)
+    x = torch.zeros(1, 3, loaded.image_size, loaded.image_size, device=next(loaded.model.parameters()).device)
     return inference_flops(loaded.model, x, passes)

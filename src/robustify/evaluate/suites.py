@@ -165,7 +165,7 @@ def mask_logits(indices: np.ndarray) -> Callable[[torch.Tensor], torch.Tensor]:
     idx = torch.as_tensor(indices)
 
     def project(logits: torch.Tensor) -> torch.Tensor:
-        return logits.index_select(-1, idx)
+        return logits.index_select(-1, idx.to(logits.device))
 
     return project
 
@@ -176,7 +176,7 @@ def max_logits(groups: Sequence[Sequence[int]]) -> Callable[[torch.Tensor], torc
     pad = torch.tensor([list(g) + [g[0]] * (width - len(g)) for g in groups])  # repeat a member: max unchanged
 
     def project(logits: torch.Tensor) -> torch.Tensor:
-        return logits[:, pad].amax(-1)
+        return logits[:, pad.to(logits.device)].amax(-1)
 
     return project
 

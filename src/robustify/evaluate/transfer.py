@@ -22,9 +22,11 @@ def extract_features(features: Callable[[torch.Tensor], torch.Tensor], preproces
                      batch_size: int = 256, desc: str = "features") -> np.ndarray:
     from tqdm.auto import tqdm
 
+    from ..device import numpy, tensor
+
     out = []
     for i in tqdm(range(0, len(x), batch_size), desc=desc, unit="batch", leave=False, disable=None):
-        out.append(features(preprocess(torch.from_numpy(np.ascontiguousarray(x[i:i + batch_size])))).float().numpy())
+        out.append(numpy(features(preprocess(tensor(x[i:i + batch_size]))).float()))
     return np.concatenate(out)
 
 

@@ -27,4 +27,5 @@ class Preprocess(nn.Module):
         x = x.permute(0, 3, 1, 2).float().div_(255.0)
         if x.shape[-1] != self.size or x.shape[-2] != self.size:
             x = F.interpolate(x, size=(self.size, self.size), mode="bicubic", align_corners=False, antialias=True).clamp_(0, 1)
-        return (x - self.mean) / self.std
+        # the constants follow the images to their device: callers need not move this module
+        return (x - self.mean.to(x.device)) / self.std.to(x.device)

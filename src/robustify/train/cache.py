@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..device import numpy, tensor
 from ..errors import DataError
 from ..io import save_npz, sha256_file
 from ..models.frozen import InferenceGraph
@@ -65,7 +66,7 @@ def batched(fn: Callable[[torch.Tensor], torch.Tensor], x: np.ndarray, batch: in
 
     outs = []
     for i in tqdm(range(0, len(x), batch), desc=desc, leave=False, disable=None):
-        outs.append(fn(torch.from_numpy(np.ascontiguousarray(x[i:i + batch]))).float().numpy())
+        outs.append(numpy(fn(tensor(x[i:i + batch])).float()))
     return np.concatenate(outs) if outs else np.zeros((0,))
 
 
@@ -118,8 +119,8 @@ def build_trunk(cache_dir: Path, student: nn.Module, preprocess: nn.Module, imag
         student.eval()
         trunk = InferenceGraph(student, lambda x: student.forward_trunk(preprocess(x)), "trunk")
         z_clean = batched(trunk, images, batch, "trunk clean")
-        t_orig = torch.cat([original_logits(student, torch.from_numpy(z_clean[i:i + batch]))
-                            for i in range(0, len(z_clean), batch)]).numpy()
+        t_orig = np.concatenate([numpy(original_logits(student, tensor(z_clean[i:i + batch])))
+                                 for i in range(0, len(z_clean), batch)])
         z_views = np.stack([batched(trunk, v, batch, f"trunk view {k}") for k, v in enumerate(views.arrays["views"])])
         return {"z_clean": z_clean.astype(dtype), "z_views": z_views.astype(dtype), "t_orig": t_orig.astype(np.float32),
                 "y": labels.astype(np.int64)}

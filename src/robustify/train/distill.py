@@ -108,13 +108,15 @@ def train(student: MultiHeadStudent, data: DistillData, w: LossWeights, s: Train
 
     if w.uses_teacher and data.t_views is None:
         raise ValueError("variant 'full' needs teacher logits")
+    dist = distributed.setup()  # issue 12: under torchrun each rank trains its share of every batch
+    dev = torch.device(dist.device)
+    student.to(dev)  # the caches stay in host memory; each batch moves (below)
     params = student.trainable_parameters()
     opt = torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
     steps_per_epoch = (data.n + s.batch_size - 1) // s.batch_size
     total = max(1, s.epochs * steps_per_epoch)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + np.cos(np.pi * min(i, total) / total)))
     state = {"epoch": 0, "history": [], "train_s": 0.0}
-    dist = distributed.setup()  # issue 12: under torchrun each rank trains its share of every batch
     ddp_step = distributed.wrap(distributed.StepModule(student, step_loss), dist)  # DDP syncs via its forward
     if resume_path is not None and Path(resume_path).is_file():
         from ..io import verify_sha256
@@ -145,8 +147,9 @@ def train(student: MultiHeadStudent, data: DistillData, w: LossWeights, s: Train
         for step in bar:
             idx = perm[step * s.batch_size:(step + 1) * s.batch_size]
             idx, scale = distributed.shard(idx, dist)  # issue 12: (all of idx, 1.0) for one process
-            loss, parts = ddp_step(data.z_clean[idx], data.z_views[k, idx], data.y[idx], data.t_orig[idx],
-                                    None if data.t_views is None else data.t_views[k, idx], w)
+            batch = (data.z_clean[idx], data.z_views[k, idx], data.y[idx], data.t_orig[idx],
+                     None if data.t_views is None else data.t_views[k, idx])
+            loss, parts = ddp_step(*(None if t is None else t.to(dev) for t in batch), w)
             loss = loss * scale
             if not torch.isfinite(loss):
                 where = f"{resume_path} (after epoch {state['epoch']})" if resume_path and Path(resume_path).is_file() else "none yet"
@@ -179,11 +182,12 @@ def train(student: MultiHeadStudent, data: DistillData, w: LossWeights, s: Train
 @torch.no_grad()
 def head_logits(student: MultiHeadStudent, z: torch.Tensor, batch: int = 512) -> dict[str, torch.Tensor]:
     student.eval()
+    dev = next(student.parameters()).device
     outs = {h: [] for h in HEADS}
     for i in range(0, len(z), batch):
-        o = student.forward_heads(student.forward_tunable(z[i:i + batch].float()))
+        o = student.forward_heads(student.forward_tunable(z[i:i + batch].to(dev).float()))
         for h in HEADS:
-            outs[h].append(o[h])
+            outs[h].append(o[h].cpu())
     return {h: torch.cat(v) for h, v in outs.items()}
 
 
@@ -291,7 +295,9 @@ def load_robust_teacher(job: DistillJob, pattern: str, teacher_seed: Optional[in
 
     src = job.teacher_checkpoint or pattern
     if src == "pretrained":
-        return create_model(job.teacher, pretrained=True), f"{job.teacher}:pretrained"
+        from ..device import place
+
+        return place(create_model(job.teacher, pretrained=True)).eval(), f"{job.teacher}:pretrained"
     seed = job.seed if teacher_seed is None else teacher_seed
     path = Path(src.format(teacher=job.teacher, scheme=job.scheme, seed=seed))
     if not path.is_file():
@@ -336,6 +342,9 @@ def run_distill(params, job: DistillJob) -> dict:
                              dropout_p=cfg.dropout, weights=meta["weights"], init_head=init_head,
                              zero_shot=meta["zero_shot"])
     fingerprint0 = student.trunk_fingerprint()
+    from ..device import place
+
+    place(student)  # the caches' trunk outputs are computed where it trains
     pre_s = Preprocess.for_model(job.student, size)
 
     caps = [c for c in (getattr(params.data, "train_per_class", None), cfg.train_per_class) if c]

@@ -5,7 +5,8 @@ on one machine. Under `torchrun --nproc_per_node N robustify <train command> …
 contiguous share of every global batch (same data order on all ranks: it depends only on the seed),
 DDP averages the gradients, and the weights follow single-process training with that global batch
 (exactly for models without BatchNorm; BatchNorm layers see per-rank statistics unless converted to
-SyncBatchNorm on GPU). Only rank 0 writes files; logged numbers are all-reduced first.
+SyncBatchNorm on GPU). With params device on a GPU (auto on a GPU node) each rank uses its local GPU and
+NCCL; on the CPU, gloo. Only rank 0 writes files; logged numbers are all-reduced first.
 
     dist = distributed.setup()                       # reads RANK / WORLD_SIZE / LOCAL_RANK
     ddp = distributed.wrap(model, dist)              # DDP when world_size > 1, else the model
@@ -42,33 +43,40 @@ class DistEnv:
         return self.rank == 0
 
 
-def backend() -> str:
-    """nccl on GPUs, gloo on CPU."""
-    return "nccl" if torch.cuda.is_available() and td.is_nccl_available() else "gloo"
+def backend(dev: Optional[torch.device] = None) -> str:
+    """nccl when the processes train on GPUs (params device), gloo on CPU."""
+    from .. import device
+
+    dev = device.current() if dev is None else dev
+    return "nccl" if dev.type == "cuda" and td.is_nccl_available() else "gloo"
 
 
 def setup(env: Optional[dict] = None) -> DistEnv:
     """Join the process group described by torchrun's variables (no-op for a single process)."""
+    from .. import device
+
     env = os.environ if env is None else env
     world = int(env.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return DistEnv()
+        return DistEnv(device=str(device.current()))
     rank, local = int(env["RANK"]), int(env.get("LOCAL_RANK", env["RANK"]))
     be = backend()
-    device = "cpu"
-    if be == "nccl":
-        torch.cuda.set_device(local)
-        device = f"cuda:{local}"
+    where = "cpu"
+    if be == "nccl":  # one GPU per rank: the rank's local GPU becomes this process's device
+        where = str(device.use(f"cuda:{local}"))
     if not td.is_initialized():
         td.init_process_group(be, rank=rank, world_size=world)  # MASTER_ADDR/PORT from torchrun
-    return DistEnv(rank, world, local, device)
+    return DistEnv(rank, world, local, where)
 
 
 def current() -> DistEnv:
     """The process group already joined (or a single process)."""
+    from .. import device
+
+    where = str(device.current())
     if td.is_available() and td.is_initialized():
-        return DistEnv(td.get_rank(), td.get_world_size(), int(os.environ.get("LOCAL_RANK", td.get_rank())))
-    return DistEnv()
+        return DistEnv(td.get_rank(), td.get_world_size(), int(os.environ.get("LOCAL_RANK", td.get_rank())), where)
+    return DistEnv(device=where)
 
 
 def wrap(module: nn.Module, dist: DistEnv, **ddp_kwargs) -> nn.Module:
@@ -120,7 +128,7 @@ def all_reduce_mean(value: float, dist: DistEnv, weight: float = 1.0) -> float:
     """Weighted mean of a per-rank number over all ranks (e.g. the loss of each shard, weighted by its size)."""
     if not dist.enabled:
         return float(value)
-    t = torch.tensor([float(value) * weight, float(weight)], dtype=torch.float64)
+    t = torch.tensor([float(value) * weight, float(weight)], dtype=torch.float64, device=dist.device)  # nccl: GPU tensors
     td.all_reduce(t)
     return float(t[0] / t[1])
 
@@ -129,7 +137,7 @@ def all_reduce_sum(value: float, dist: DistEnv) -> float:
     """Sum of a per-rank number over all ranks (e.g. per-shard loss sums)."""
     if not dist.enabled:
         return float(value)
-    t = torch.tensor([float(value)], dtype=torch.float64)
+    t = torch.tensor([float(value)], dtype=torch.float64, device=dist.device)
     td.all_reduce(t)
     return float(t[0])
 

@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
+from ..device import numpy, tensor
 from ..errors import DataError
 from ..io import save_npz
 from ..models.preprocess import Preprocess
@@ -25,7 +26,7 @@ def extract(fn: Callable[[torch.Tensor], torch.Tensor], preprocess: Preprocess, 
     """Apply `fn` to preprocessed uint8 NHWC images in batches; returns float32 features."""
     out = []
     for i in tqdm(range(0, len(x), batch_size), desc=desc, unit="batch", leave=False):
-        out.append(fn(preprocess(torch.from_numpy(x[i:i + batch_size]))).float().numpy())
+        out.append(numpy(fn(preprocess(tensor(x[i:i + batch_size]))).float()))
     return np.concatenate(out)
 
 

@@ -109,6 +109,9 @@ def robustify_teacher(teacher: str, scheme: str, seed: int, cfg: TeachersConfig,
     torch.manual_seed(seed)
     if model is None:
         model = create_model(teacher, pretrained=True, weights=weights, num_classes=10)  # CIFAR-10 label space
+    dist = distributed.setup()  # issue 12: under torchrun each rank trains its share of every batch
+    dev = torch.device(dist.device)
+    model.to(dev)  # before the optimiser exists, so its state lives there too
     pre = Preprocess.for_model(teacher, image_size)
     views = TripletViews(x, y, scheme, seed, AugmentSettings.from_config(cfg), deepaugment_pool)
     steps, bs = _steps_per_epoch(len(y), cfg.batch_size)
@@ -119,7 +122,6 @@ def robustify_teacher(teacher: str, scheme: str, seed: int, cfg: TeachersConfig,
                                                 anneal_strategy="cos", cycle_momentum=False, div_factor=25.0,
                                                 final_div_factor=1e3)
     loss_fn = _loss_fn(scheme, cfg.jsd_lambda)
-    dist = distributed.setup()  # issue 12: under torchrun each rank trains its share of every batch
     ddp_model = distributed.wrap(model, dist)
     fp = training_fingerprint(teacher, scheme, seed, cfg, len(y))
     state = {"epoch": 0, "train_s": 0.0, "train_cpu_s": 0.0, "images_seen": 0, "epoch_loss": []}
@@ -135,6 +137,8 @@ def robustify_teacher(teacher: str, scheme: str, seed: int, cfg: TeachersConfig,
             except (ValueError, KeyError) as e:
                 raise CheckpointError(f"{spath}: optimiser/scheduler state does not fit ({e}); delete it and rerun") from None
             torch.set_rng_state(saved["torch_rng"])
+            if dev.type == "cuda" and "cuda_rng" in saved:  # dropout / drop-path masks drawn on the GPU
+                torch.cuda.set_rng_state(saved["cuda_rng"], dev)
             state = {k: saved.get(k, v) for k, v in state.items()}
             log.info("resuming %s/%s seed %d from epoch %d of %d (%s)", teacher, scheme, seed, state["epoch"], cfg.epochs, spath)
     if progress is None:
@@ -157,10 +161,10 @@ def robustify_teacher(teacher: str, scheme: str, seed: int, cfg: TeachersConfig,
             opt.zero_grad(set_to_none=True)
             for part in np.array_split(idx, max(1, -(-len(idx) // micro))) if micro else [idx]:
                 v, labels = views.batch(part, epoch)  # per-image views: the same however idx is split
-                inp = pre(torch.from_numpy(v.reshape(-1, *v.shape[2:])))
+                inp = pre(torch.from_numpy(v.reshape(-1, *v.shape[2:])).to(dev))
                 logits = ddp_model(inp)  # issue 12: DDP averages gradients over ranks
                 # the losses are means over images: weighting each part by its share sums to the batch's loss
-                loss = loss_fn(logits, torch.from_numpy(labels)) * (scale * len(part) / len(idx))
+                loss = loss_fn(logits, torch.from_numpy(labels).to(dev)) * (scale * len(part) / len(idx))
                 if not torch.isfinite(loss):
                     where = f"the last good state ({spath}, epoch {state['epoch']})" if spath.exists() else "no checkpoint yet"
                     raise TrainingError(f"{teacher}/{scheme} seed {seed}: loss became {loss.item()} at epoch {epoch + 1} step {step + 1}; "
@@ -180,8 +184,9 @@ def robustify_teacher(teacher: str, scheme: str, seed: int, cfg: TeachersConfig,
         log.info("%s/%s seed %d: epoch %d/%d loss %.4f (%.0f s)", teacher, scheme, seed, epoch + 1, cfg.epochs,
                  total_loss / steps, time.perf_counter() - t0)
         if dist.is_main:  # issue 12: rank 0 writes
+            rng = {"cuda_rng": torch.cuda.get_rng_state(dev)} if dev.type == "cuda" else {}
             save_torch(spath, {**state, "fingerprint": fp, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                               "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state()})
+                               "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state(), **rng})
     model.eval()
     finished = state["epoch"] >= cfg.epochs
     if finished and dist.is_main:  # issue 12: rank 0 writes
@@ -210,7 +215,9 @@ def load_teacher(path: str | Path) -> nn.Module:
     name = str(obj["teacher"])
     model = create_model(name, pretrained=False, num_classes=int(obj.get("num_classes", 10)))
     load_state_checked(model, obj["model"], str(path), str(obj["teacher"]))
-    return model.eval()
+    from ..device import place
+
+    return place(model).eval()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,9 +232,10 @@ class Classifier:
     the first call (~1 s)."""
 
     def __init__(self, model: nn.Module, pre: nn.Module, name: str = "model", batch: int = 32):
+        from ..device import place
         from ..models.frozen import InferenceGraph
 
-        model.eval()
+        place(model).eval()
         self.batch = int(batch)
         self.fn = InferenceGraph(model, lambda x: model(pre(x)), name)
 
