@@ -4,6 +4,8 @@ run `pytest tests/test_device.py` on a GPU machine)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -16,6 +18,7 @@ from robustify.models import Preprocess, create_model
 from robustify.models.student import create_student
 from robustify.train import distributed
 
+PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none here; CI has none)")
 
 
@@ -47,9 +50,8 @@ def test_cuda_without_a_gpu_names_the_fix(monkeypatch):
 def test_params_reject_a_device_typo(tmp_path):
     from robustify.config import load_params
 
-    text = (device.__file__.rsplit("/src/", 1)[0] + "/params.yaml")
     bad = tmp_path / "params.yaml"
-    bad.write_text(open(text).read().replace("device: auto", "device: gpu"))
+    bad.write_text(PARAMS.read_text().replace("device: auto", "device: gpu"))
     with pytest.raises(ConfigError, match="device"):
         load_params(bad, [])
 
@@ -65,12 +67,25 @@ def test_device_flag_beats_params_and_is_checked(cli, capsys, monkeypatch, on_cp
     assert e.value.code == 2 and "'tpu' is not one of auto, cpu, cuda, cuda:N" in err and "Traceback" not in err
     p = argparse.ArgumentParser()
     common.add_params_args(p)
-    params = device.__file__.rsplit("/src/", 1)[0] + "/params.yaml"
+    params = str(PARAMS)
     common.load(p.parse_args(["--params", params, "--device", "cpu"]))
     assert device.current() == torch.device("cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ConfigError, match="torch sees no GPU"):
         common.load(p.parse_args(["--params", params, "--device", "cuda"]))
+
+
+def test_torchrun_ranks_take_their_local_gpu(monkeypatch, on_cpu_after):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    pinned = []
+    monkeypatch.setattr(torch.cuda, "set_device", pinned.append)
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    assert device.use("auto") == torch.device("cuda", 2) == device.current() and pinned == [torch.device("cuda", 2)]
+    assert device.use("cuda:1") == torch.device("cuda", 1)  # an explicit index wins
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert device.use("cuda") == torch.device("cuda")
 
 
 def test_distributed_backend_follows_the_device(monkeypatch):
@@ -94,6 +109,13 @@ def test_preprocess_constants_follow_the_images():
     x = torch.randint(0, 256, (2, 32, 32, 3), dtype=torch.uint8)
     assert pre(x).device == x.device
 
+
+def test_records_say_where_they_ran(on_cpu_after):
+    from robustify.records import make_record
+
+    device.use("cpu")
+    assert make_record("evaluate", metrics={}, params_hash="h")["run"]["device"] == "cpu"
+    assert make_record("evaluate", metrics={}, params_hash="h", device="cuda:1")["run"]["device"] == "cuda:1"
 
 # ------------------------------------------------------------------------------------------------
 # on a GPU: the same work as on the CPU, within float tolerance (TF32 off so both are plain fp32)
@@ -242,3 +264,4 @@ def test_deepaugment_on_the_gpu_follows_the_cpu(on_cpu_after):
         views[where] = deepaugment_images(x, seed=4).astype(np.int16)
     diff = np.abs(views["cuda"] - views["cpu"])
     assert diff.mean() <= 0.5 and np.quantile(diff, 0.999) <= 2, (diff.mean(), diff.max())
+

@@ -5,12 +5,12 @@ numpy array becomes a tensor for a model (`tensor`) and comes back where a resul
 (`numpy`); models go to the device when they are built or loaded (`place`). So a GPU job of the SLURM
 profile trains and evaluates on its GPU, and on a machine without one nothing changes.
 
-Under `torchrun` with a GPU per process, `train.distributed.setup` pins each rank to its local GPU;
-`current()` then names that GPU.
+Under `torchrun` each rank's `cuda` is its local GPU (LOCAL_RANK), from the first model it builds on.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from typing import TypeVar
 
@@ -47,6 +47,8 @@ def use(spec: str | torch.device) -> torch.device:
     """Make `spec` the device of this process (commands call it once, from params)."""
     global _current
     dev = spec if isinstance(spec, torch.device) else resolve(spec)
+    if dev.type == "cuda" and dev.index is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))  # torchrun: this rank's GPU from the start
     if dev.type == "cuda" and dev.index is not None:
         torch.cuda.set_device(dev)
     _current = dev

@@ -1,6 +1,6 @@
 """Records of truth (DESIGN.md §5): one JSON per job under results/metrics/<stage>/…json.
 
-`{"run": {stage, student, teacher, scheme, method, variant, seed, git_sha, params_hash},
+`{"run": {stage, student, teacher, scheme, method, variant, seed, git_sha, params_hash, device},
   "metrics": {...}, "timing": {train_s, images_seen, s_per_image}, "flops": ..., "artifacts": {...}}`
 Tables are built from these files; MLflow receives the same content as a side channel.
 """
@@ -16,7 +16,7 @@ from typing import Any, Iterable, Optional
 from .errors import DataError
 from .io import write_json
 
-RUN_KEYS = ("stage", "student", "teacher", "scheme", "method", "variant", "seed", "git_sha", "params_hash")
+RUN_KEYS = ("stage", "student", "teacher", "scheme", "method", "variant", "seed", "git_sha", "params_hash", "device")
 
 
 @functools.lru_cache(maxsize=1)
@@ -42,6 +42,10 @@ def make_record(stage: str, *, metrics: dict, params_hash: str, seed: Optional[i
         raise TypeError(f"unknown run keys {sorted(unknown)}; allowed: {RUN_KEYS}")
     run_block = {k: None for k in RUN_KEYS}
     run_block.update(run, stage=stage, seed=seed, git_sha=git_sha(), params_hash=params_hash)
+    if run_block["device"] is None:  # where the timings were taken (cpu / cuda:N): compare like with like
+        from .device import current
+
+        run_block["device"] = str(current())
     timing = dict(timing or {})
     if timing.get("train_s") is not None and timing.get("images_seen"):
         timing.setdefault("s_per_image", timing["train_s"] / timing["images_seen"])
