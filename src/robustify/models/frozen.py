@@ -43,7 +43,13 @@ def _as_tuple(out: Outputs) -> tuple:
     return tuple(out) if isinstance(out, (list, tuple)) else (out,)
 
 
-def _close(a: Outputs, b: Outputs) -> bool:
+def _rtol(x: torch.Tensor) -> float:
+    """1e-3; 2e-2 on a GPU with TF32 convolutions (torch's default), whose rounding differs between the
+    folded graph and eager by more than 1e-3 (seen on an H100) — still far below a wrong trace's error."""
+    return 2e-2 if x.is_cuda and torch.backends.cudnn.allow_tf32 else 1e-3
+
+
+def _close(a: Outputs, b: Outputs, rtol: float = 1e-3) -> bool:
     a, b = _as_tuple(a), _as_tuple(b)
     if len(a) != len(b):
         return False
@@ -51,7 +57,7 @@ def _close(a: Outputs, b: Outputs) -> bool:
         if u.shape != v.shape or u.dtype != v.dtype:
             return False
         scale = float(u.abs().max()) if u.numel() else 0.0
-        if not torch.allclose(u.float(), v.float(), rtol=1e-3, atol=1e-4 * max(scale, 1.0)):
+        if not torch.allclose(u.float(), v.float(), rtol=rtol, atol=0.1 * rtol * max(scale, 1.0)):
             return False
     return True
 
@@ -65,7 +71,7 @@ def _frozen_graph(owner: nn.Module, fn: Callable[[torch.Tensor], Outputs], examp
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # TracerWarnings about python values that are constant here anyway
             graph = torch.jit.freeze(torch.jit.trace(_Bound(owner, fn).eval(), example, check_trace=False))
-            ok = _close(graph(example), fn(example))
+            ok = _close(graph(example), fn(example), _rtol(example))
     except Exception as e:  # noqa: BLE001 — any tracing failure means: run eager
         log.info("%s: eager inference (could not freeze a graph: %s)", name, str(e).splitlines()[0][:120])
         return None
