@@ -36,8 +36,9 @@ test-fast: setup
 	pytest -m "not slow"
 
 # Each benchmark writes benchmarks/out/<name>.json; collect.py merges them into results/benchmarks.json
-# (every ratio in one table). teacher_schemes.py (a training study, hours) and
-# corruptions_device_check.py (GPU only) are run by hand.
+# (every ratio in one table). Run by hand: teacher_schemes.py (a training study, hours),
+# corruptions_device_check.py and device.py (GPU only, CPU vs CUDA; device.py's benchmarks/out/device.json
+# is merged too).
 BENCHMARKS ?= corruptions distill inference baselines lp_image_size
 bench: setup  ## benchmarks → results/benchmarks.json
 	@mkdir -p benchmarks/out
