@@ -139,6 +139,17 @@ def _close_states(a: dict, b: dict, rel: float = 2e-3) -> None:
             assert torch.equal(v, w), k
 
 
+def _student_on_each_device(dropout_p: float):
+    """('cpu', student) then ('cuda', student): the same resnet8 three-head student, placed on each in turn."""
+    torch.manual_seed(0)
+    init = create_student("resnet8_cifar", n_tunable_blocks=2, head_depth=1, dropout_p=dropout_p, pretrained=False).state_dict()
+    for where in ("cpu", "cuda"):
+        device.use(where)
+        student = create_student("resnet8_cifar", n_tunable_blocks=2, head_depth=1, dropout_p=dropout_p, pretrained=False)
+        student.load_state_dict(init)
+        yield where, device.place(student)
+
+
 def _images(n: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
@@ -177,15 +188,9 @@ def test_distillation_caches_and_training_on_the_gpu_follow_the_cpu(tmp_path, cu
 
     x, y = _images(48)
     flip = lambda images, seed: np.ascontiguousarray(images[:, :, ::-1])  # noqa: E731
-    torch.manual_seed(0)
-    init = create_student("resnet8_cifar", n_tunable_blocks=2, head_depth=1, dropout_p=0.0, pretrained=False).state_dict()
     pre = Preprocess.for_model("resnet8_cifar")
     out = {}
-    for where in ("cpu", "cuda"):
-        device.use(where)
-        student = create_student("resnet8_cifar", n_tunable_blocks=2, head_depth=1, dropout_p=0.0, pretrained=False)
-        student.load_state_dict(init)
-        device.place(student)
+    for where, student in _student_on_each_device(dropout_p=0.0):
         views = C.build_views(tmp_path / where, x, "augmix", 0, 2, flip)
         trunk = C.build_trunk(tmp_path / where, student, pre, x, y, views, "r8", 16, "float32", "resnet8_cifar")
         data = DistillData.from_arrays(trunk.arrays, None)
@@ -210,15 +215,10 @@ def test_evaluation_on_the_gpu_follows_the_cpu(cuda):
     from robustify.models.frozen import InferenceGraph
 
     x, y = _images(70)
-    torch.manual_seed(0)
-    init = create_student("resnet8_cifar", n_tunable_blocks=2, head_depth=1, dropout_p=0.2, pretrained=False).state_dict()
     pre = Preprocess.for_model("resnet8_cifar")
     ops = {}
-    for where in ("cpu", "cuda"):
-        device.use(where)
-        model = create_student("resnet8_cifar", n_tunable_blocks=2, head_depth=1, dropout_p=0.2, pretrained=False)
-        model.load_state_dict(init)
-        device.place(model).eval()
+    for where, model in _student_on_each_device(dropout_p=0.2):
+        model.eval()
         graph = InferenceGraph(model, deterministic_part(model), where)  # frozen on that device
         ops[where] = run_onepass(model, pre, iterate_arrays(x, y, 32), 1, 10, dropout_p=0.0, pre=graph)
         if where == "cuda":  # MC dropout on the GPU: seeded, so a rerun is identical, and it spreads the passes
