@@ -12,34 +12,21 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-import numpy as np
 import torch
 import torch.nn as nn
-
-
-@torch.no_grad()
-def extract_features(features: Callable[[torch.Tensor], torch.Tensor], preprocess: Callable, x: np.ndarray,
-                     batch_size: int = 256, desc: str = "features") -> np.ndarray:
-    from tqdm.auto import tqdm
-
-    from ..device import numpy, tensor
-
-    out = []
-    for i in tqdm(range(0, len(x), batch_size), desc=desc, unit="batch", leave=False, disable=None):
-        out.append(numpy(features(preprocess(tensor(x[i:i + batch_size]))).float()))
-    return np.concatenate(out)
 
 
 def pacs7_probe(model: nn.Module, preprocess: Callable, domain: str = "photo", test_fraction: float = 0.3,
                 weight_decay: float = 1e-4, max_iter: int = 200, seed: int = 0, batch_size: int = 256) -> dict:
     """Linear probe on PACS-7 `domain` features → {accuracy, n_train, n_test, train_accuracy}."""
     from ..data.datasets import pacs_split
+    from ..train.features import extract
     from ..train.linear_probe import accuracy, fit
 
     train, test = pacs_split(domain, test_fraction, seed)
     model.eval()
-    ftr = extract_features(model.features, preprocess, train.x, batch_size, f"transfer {train.name}")
-    fte = extract_features(model.features, preprocess, test.x, batch_size, f"transfer {test.name}")
+    ftr = extract(model.features, preprocess, train.x, batch_size, f"transfer {train.name}")
+    fte = extract(model.features, preprocess, test.x, batch_size, f"transfer {test.name}")
     mu, sd = ftr.mean(0), ftr.std(0) + 1e-6  # standardise: feature scales differ across models
     res = fit((ftr - mu) / sd, train.y, len(train.classes), weight_decay, max_iter, seed)
     return {"accuracy": accuracy(res.classifier, (fte - mu) / sd, test.y),
@@ -62,10 +49,11 @@ def original_classifier(student: str, weights: Optional[str] = None) -> Optional
 def imagenet_retention(model: nn.Module, preprocess: Callable, classifier: nn.Linear, batch_size: int = 256) -> dict:
     """Top-1 (%) of `classifier`(model.features(x)) on the 1000 ImageNet sample images."""
     from ..data.datasets import imagenet_samples
+    from ..train.features import extract
 
     ds = imagenet_samples()
     model.eval()
-    feats = extract_features(model.features, preprocess, ds.x, batch_size, "retention imagenet_samples")
+    feats = extract(model.features, preprocess, ds.x, batch_size, "retention imagenet_samples")
     if feats.shape[1] != classifier.in_features:
         from ..errors import CheckpointError
 

@@ -25,7 +25,7 @@ def extract(fn: Callable[[torch.Tensor], torch.Tensor], preprocess: Preprocess, 
             batch_size: int = 128, desc: str = "features") -> np.ndarray:
     """Apply `fn` to preprocessed uint8 NHWC images in batches; returns float32 features."""
     out = []
-    for i in tqdm(range(0, len(x), batch_size), desc=desc, unit="batch", leave=False):
+    for i in tqdm(range(0, len(x), batch_size), desc=desc, unit="batch", leave=False, disable=None):  # silent off a terminal
         out.append(numpy(fn(preprocess(tensor(x[i:i + batch_size]))).float()))
     return np.concatenate(out)
 
