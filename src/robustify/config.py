@@ -22,6 +22,7 @@ from .errors import ConfigError
 from .models.names import MODEL_NAMES
 from .corruptions.names import CORRUPTIONS as CORRUPTION_NAMES
 
+DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?)$"  # params device, --device (robustify.device checks it too)
 ModelName = Literal[MODEL_NAMES]  # type: ignore[valid-type]
 
 
@@ -412,7 +413,7 @@ class ReportConfig(Strict):
 class Params(Strict):
     seeds: list[int] = Field(min_length=1, description="seed grid axis of every training stage")
     threads: int = Field(0, ge=0, le=256, description="torch intra-op threads per job; 0 = cores / concurrent jobs")
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+    device: str = Field("auto", pattern=DEVICE_PATTERN,
                         description="where models train and evaluate: auto = the GPU when torch sees one, else the CPU; cpu; cuda; cuda:N")
     data: DataConfig = Field(default_factory=DataConfig)
     models: ModelsConfig

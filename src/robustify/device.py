@@ -18,9 +18,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .config import DEVICE_PATTERN
 from .errors import ConfigError
 
-SPEC = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+SPEC = re.compile(DEVICE_PATTERN)
 
 _current = torch.device("cpu")
 M = TypeVar("M", bound=nn.Module)
