@@ -97,3 +97,80 @@ def test_unreadable_cache_file_is_rebuilt(tmp_path):
     f.write_bytes(f.read_bytes()[:100])  # truncated by a kill or a full disk
     again = np.concatenate([z for z, _ in s.batches(_set(x, y))])
     assert s.misses == 2 and np.array_equal(first, again)
+
+
+def _original_and_student(name="resnet8_cifar", k=2):
+    """The pretrained original (random init here) and a distilled student of it: same trunk weights."""
+    from robustify.models.registry import create_model
+
+    torch.manual_seed(0)
+    original = create_model(name, pretrained=False, num_classes=10).eval()
+    torch.manual_seed(0)
+    student = create_student(name, n_tunable_blocks=k, head_depth=1, dropout_p=0.3, pretrained=False).eval()
+    return original, student
+
+
+def test_original_cut_at_the_students_trunk_reads_their_outputs_and_gives_the_uncut_results(tmp_path):
+    import copy
+
+    from robustify.evaluate.onepass import SingleHeadModel
+    from robustify.models.student import SplitSingleHead
+
+    original, student = _original_and_student()
+    cut = SplitSingleHead(copy.deepcopy(original), "cifar_resnet", 2).eval()
+    assert cut.trunk_fingerprint() == student.trunk_fingerprint()
+    x, y = _data()
+    es = _set(x, y)
+    _run(SharedTrunk(tmp_path, student, PRE, 32, 16, True, "student"), student, es)
+    share = SharedTrunk(tmp_path, cut, PRE, 32, 16, True, "original")
+    shared = _run(share, cut, es)
+    assert (share.hits, share.misses) == (1, 0)
+    whole = SingleHeadModel(original)
+    plain = run_onepass(whole, PRE, iterate_arrays(x, y, 16), 5, 10, seed=3)
+    assert np.array_equal(shared.get("pred", "single"), plain.get("pred", "single"))
+    np.testing.assert_allclose(shared.get("probs", "single"), plain.get("probs", "single"), atol=1e-5)
+
+
+def test_cut_efficientnet_keeps_its_dropout_and_its_mc_masks():
+    """timm's forward_head drops out the pooled features with drop_rate; the cut head does the same,
+    drawing the same masks, so MC-dropout evaluations of the cut and the uncut model are equal."""
+    import copy
+
+    from robustify.evaluate.onepass import SingleHeadModel, mc_probs
+    from robustify.models.registry import create_model
+    from robustify.models.student import SplitSingleHead
+
+    torch.manual_seed(0)
+    net = create_model("efficientnet_lite0", pretrained=False, num_classes=10).eval()
+    net.drop_rate = 0.3
+    whole, cut = SingleHeadModel(copy.deepcopy(net)), SplitSingleHead(copy.deepcopy(net), "efficientnet", 2).eval()
+    assert cut.dropout_p == 0.3 and len(cut.tunable) == 2
+    x = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(whole(x), cut(x)) and torch.equal(whole.features(x), cut.features(x))
+        torch.manual_seed(1)
+        a = mc_probs(whole, x, 4)["single"]
+        torch.manual_seed(1)
+        b = mc_probs(cut, x, 4)["single"]
+    assert torch.equal(a, b) and float(a.std(0).max()) > 0  # dropout is on, and the masks are the same
+
+
+def test_evaluation_cuts_only_originals_of_distilled_students():
+    from pathlib import Path
+
+    from robustify.config import load_params
+    from robustify.evaluate.onepass import SingleHeadModel
+    from robustify.evaluate.runner import single_head
+    from robustify.models.registry import create_model
+    from robustify.models.student import SplitSingleHead
+
+    root = Path(__file__).resolve().parents[1]
+    params = load_params(root / "params.yaml")
+    assert "resnet56_cifar" in params.models.students and params.evaluate.share_trunk
+    cut = single_head(create_model("resnet56_cifar", pretrained=False), "resnet56_cifar", params)
+    assert isinstance(cut, SplitSingleHead)
+    assert len(cut.tunable) == params.distill.n_tunable_blocks["resnet56_cifar"]
+    # not a distilled student here (a teacher), or sharing switched off: the model stays whole
+    assert isinstance(single_head(create_model("resnet20_cifar", pretrained=False), "resnet20_cifar", params), SingleHeadModel)
+    off = params.model_copy(update={"evaluate": params.evaluate.model_copy(update={"share_trunk": False})})
+    assert isinstance(single_head(create_model("resnet56_cifar", pretrained=False), "resnet56_cifar", off), SingleHeadModel)

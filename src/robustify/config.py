@@ -126,8 +126,9 @@ class EvaluateConfig(Strict):
     per_class: Optional[int] = Field(None, ge=1, description="at most this many images per class and dataset (null = all); smoke runs")
     batch_size: int = Field(32, ge=1, le=65536, description="inference batch; small ones stay in the CPU caches (Lite0 @ 96 px: 1.3 ms/img at 32 vs 3.1 at 256)")
     freeze: bool = Field(True, description="run trunk/tunable/pre-logits as a frozen TorchScript graph (BN folded; 1.1-1.5x on CPU); false = eager")
-    share_trunk: bool = Field(True, description="distilled students with one frozen trunk (every teacher, scheme, variant and seed) "
-                              "share its outputs per dataset, cached under <data.root>/cache/eval_trunk; false = every evaluation runs the trunk")
+    share_trunk: bool = Field(True, description="distilled students with one frozen trunk (every teacher, scheme, variant and seed), "
+                              "and the pretrained original and linear probe they start from, share its outputs per dataset, "
+                              "cached under <data.root>/cache/eval_trunk; false = every evaluation runs the trunk")
     seed: int = Field(0, description="seed of the dropout masks")
     store_probs: bool = Field(True, description="keep the per-head mean probabilities in the per-sample file (float16)")
     transfer_domain: str = Field("photo", description="PACS domain of the PACS-7 transfer probe")

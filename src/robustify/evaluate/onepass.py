@@ -36,12 +36,9 @@ class SingleHeadModel(nn.Module):
 
     HEADS = ("single",)
 
-    def __init__(self, model: nn.Module, classifier: Optional[nn.Module] = None):
+    def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
-        if classifier is not None:  # e.g. a linear-probe head on a frozen ImageNet backbone
-            self.model.reset_classifier(classifier.out_features)
-            self.model.get_classifier().load_state_dict(classifier.state_dict())
         self.dropout_p = float(getattr(model, "drop_rate", 0.0) or 0.0)
         self._drops: Optional[list] = None  # the model's dropout modules, found on the first MC pass
 

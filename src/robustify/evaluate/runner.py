@@ -52,7 +52,7 @@ def load_model(checkpoint: Optional[str], pretrained: Optional[str], params) -> 
         spec = get_spec(pretrained)
         model = create_model(pretrained, pretrained=True, weights=params.models.weights.get(pretrained))
         size = params.models.image_size.get(pretrained, spec.image_size)
-        return LoadedModel(SingleHeadModel(model), pretrained, size, pretrained, f"pretrained:{pretrained}",
+        return LoadedModel(single_head(model, pretrained, params), pretrained, size, pretrained, f"pretrained:{pretrained}",
                            run={"student": pretrained, "method": "pretrained"})
     path = Path(checkpoint)
     obj = read_checkpoint(path, "model")
@@ -66,7 +66,7 @@ def load_model(checkpoint: Optional[str], pretrained: Optional[str], params) -> 
         clf, size = load_linear_probe(str(path), int(base.num_features), student)
         size = size or params.models.image_size.get(student, spec.image_size)
         method = str(obj.get("method", "linear_probe"))  # zero-shot heads (robustify baseline) share the format
-        return LoadedModel(SingleHeadModel(base, clf), student, size, f"{student}_{method}", str(path), sha,
+        return LoadedModel(single_head(base, student, params, clf), student, size, f"{student}_{method}", str(path), sha,
                            run={"student": student, "method": method})
     if obj.get("kind") == "vpt":  # prompt-tuned baseline: the prompt module is part of the model
         from ..train.vpt import load as load_vpt
@@ -106,6 +106,29 @@ def load_model(checkpoint: Optional[str], pretrained: Optional[str], params) -> 
         return LoadedModel(SingleHeadModel(model.eval()), student, size, path.stem, str(path), sha, run=run)
     raise CheckpointError(f"{path}: not a model checkpoint robustify knows (distilled student, linear-probe head, "
                           "robust teacher, or {'student', 'state_dict'}); pass a file written by robustify")
+
+
+# families whose cut model gives the uncut one's outputs and MC-dropout masks exactly (tests/test_trunk_share.py);
+# a ViT's MC passes switch on every dropout module of the model, not only its head's
+SPLIT_FAMILIES = ("cifar_resnet", "efficientnet")
+
+
+def single_head(model: nn.Module, student: str, params, classifier: Optional[nn.Module] = None) -> nn.Module:
+    """A pretrained `student` (with `classifier` in place of its own, e.g. a linear probe) behind the
+    evaluation interface. Where its distilled students share their trunk outputs (evaluate.share_trunk,
+    the student in models.students), it is cut at their trunk and reads those outputs too: one trunk
+    pass per image less for the whole run (ResNet-56's original: 115 → ~20 CPU-s)."""
+    from ..models.registry import get_spec
+    from ..models.student import SplitSingleHead
+
+    if classifier is not None:
+        model.reset_classifier(classifier.out_features)
+        model.get_classifier().load_state_dict(classifier.state_dict())
+    k = params.distill.n_tunable_blocks.get(student)
+    family = get_spec(student).family
+    if params.evaluate.share_trunk and student in params.models.students and k is not None and family in SPLIT_FAMILIES:
+        return SplitSingleHead(model.eval(), family, k)
+    return SingleHeadModel(model)
 
 
 def _classifier_key(model: nn.Module) -> str:

@@ -3,6 +3,8 @@
 Every distilled student of a model (ours and APT, each teacher, scheme and seed) keeps the pretrained
 trunk frozen, so its output on an evaluation image is the same for all of them — and it is most of a
 student's inference cost (ResNet-56: 24 of 29 block evaluations; Lite0: the whole body but one block).
+The pretrained original and its linear probe have that trunk too; evaluation cuts them at the same
+block (`models.student.SplitSingleHead`, `evaluate.runner.single_head`) so that they read it as well.
 The first evaluation stores the trunk's output per dataset (float32, .npz under
 <data.root>/cache/eval_trunk/); the others run only the tunable part and the heads.
 

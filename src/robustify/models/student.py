@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from ..errors import ConfigError
 from .heads import HEADS, Head, copy_linear
 
-__all__ = ["HEADS", "MultiHeadStudent", "create_student", "split_model"]
+__all__ = ["HEADS", "FrozenTrunkModel", "MultiHeadStudent", "SplitSingleHead", "create_student", "split_model"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -168,7 +168,43 @@ def split_model(model: nn.Module, family: str) -> tuple[nn.Module, list[nn.Modul
 # ---------------------------------------------------------------------------------------------
 
 
-class MultiHeadStudent(nn.Module):
+class FrozenTrunkModel(nn.Module):
+    """A model cut into a frozen `trunk` (eval mode, no grad: its output can be cached and shared)
+    and the `tunable` part after it; subclasses add the heads."""
+
+    trunk: nn.Module
+    tunable: nn.Module
+
+    def _freeze_trunk(self) -> None:
+        for p in self.trunk.parameters():
+            p.requires_grad_(False)
+        self.trunk.eval()
+
+    def forward_trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """Frozen part: always eval mode, never records gradients (its output can be cached)."""
+        self.trunk.eval()
+        with torch.no_grad():
+            return self.trunk(x)
+
+    def forward_tunable(self, z: torch.Tensor) -> torch.Tensor:
+        return self.tunable(z)
+
+    def train(self, mode: bool = True) -> "FrozenTrunkModel":
+        super().train(mode)
+        self.trunk.eval()  # frozen BN statistics and no dropout in the trunk, always
+        return self
+
+    def trunk_fingerprint(self) -> str:
+        """sha256 over the trunk's parameters and buffers: proves the trunk never changed, and two
+        models with the same fingerprint compute the same trunk outputs (evaluate.share_trunk)."""
+        h = hashlib.sha256()
+        for k, v in sorted(self.trunk.state_dict().items()):
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
+
+
+class MultiHeadStudent(FrozenTrunkModel):
     """Frozen trunk + shared tunable part + heads clean/combined/robust (logits dict)."""
 
     def __init__(self, stem: nn.Module, blocks: list[nn.Module], neck: nn.Module, classifier: nn.Linear,
@@ -193,20 +229,9 @@ class MultiHeadStudent(nn.Module):
                     copy_linear(classifier), dropout_p)
             for h in HEADS
         })
-        for p in self.trunk.parameters():
-            p.requires_grad_(False)
-        self.trunk.eval()
+        self._freeze_trunk()
 
     # -- the interface evaluation uses ---------------------------------------------------------
-
-    def forward_trunk(self, x: torch.Tensor) -> torch.Tensor:
-        """Frozen part: always eval mode, never records gradients (its output can be cached)."""
-        self.trunk.eval()
-        with torch.no_grad():
-            return self.trunk(x)
-
-    def forward_tunable(self, z: torch.Tensor) -> torch.Tensor:
-        return self.tunable(z)
 
     def forward_head(self, name: str, h: torch.Tensor, mc: bool = False) -> torch.Tensor:
         return self.heads[name](h, mc=mc)
@@ -224,11 +249,6 @@ class MultiHeadStudent(nn.Module):
 
     # -- training helpers ----------------------------------------------------------------------
 
-    def train(self, mode: bool = True) -> "MultiHeadStudent":
-        super().train(mode)
-        self.trunk.eval()  # frozen BN statistics and no dropout in the trunk, always
-        return self
-
     def trainable_state(self) -> dict[str, torch.Tensor]:
         """State of everything but the trunk (what a distillation checkpoint stores)."""
         return {k: v for k, v in self.state_dict().items() if not k.startswith("trunk.")}
@@ -242,13 +262,39 @@ class MultiHeadStudent(nn.Module):
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for n, p in self.named_parameters() if not n.startswith("trunk.")]
 
-    def trunk_fingerprint(self) -> str:
-        """sha256 over the trunk's parameters and buffers: proves the trunk never changed."""
-        h = hashlib.sha256()
-        for k, v in sorted(self.trunk.state_dict().items()):
-            h.update(k.encode())
-            h.update(v.detach().cpu().contiguous().numpy().tobytes())
-        return h.hexdigest()
+
+
+class SplitSingleHead(FrozenTrunkModel):
+    """A plain single-head model (the pretrained original, a linear probe on it) cut where its distilled
+    students cut theirs: trunk = stem + blocks[:N-k], the same modules and so the same
+    `trunk_fingerprint` as theirs; tunable = the other blocks; one head `single` = neck → dropout (the
+    model's own `drop_rate`, as timm's forward_head) → classifier. Its evaluation then reads the trunk
+    outputs the students share (evaluate.share_trunk) instead of running the whole model per image.
+    Same outputs as the uncut model up to float rounding of the pooling (tests/test_trunk_share.py)."""
+
+    HEADS = ("single",)
+
+    def __init__(self, model: nn.Module, family: str, n_tunable_blocks: int):
+        super().__init__()
+        self.dropout_p = float(getattr(model, "drop_rate", 0.0) or 0.0)
+        stem, blocks, neck, classifier = split_model(model, family)
+        if not 0 <= n_tunable_blocks <= len(blocks):
+            raise ConfigError(f"n_tunable_blocks {n_tunable_blocks} is outside 0..{len(blocks)}; fix distill.n_tunable_blocks")
+        cut = len(blocks) - n_tunable_blocks
+        self.trunk = nn.Sequential(stem, *blocks[:cut])
+        self.tunable = nn.Sequential(*blocks[cut:])
+        self.heads = nn.ModuleDict({"single": Head([], neck, classifier, self.dropout_p)})
+        self.num_classes = int(classifier.out_features)
+        self._freeze_trunk()
+
+    def forward_heads(self, h: torch.Tensor, mc: bool = False) -> dict[str, torch.Tensor]:
+        return {"single": self.heads["single"](h, mc=mc)}
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.heads["single"].pre_logits(self.forward_tunable(self.forward_trunk(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_heads(self.forward_tunable(self.forward_trunk(x)))["single"]
 
 
 def create_student(name: str, *, n_tunable_blocks: int, head_depth: int = 0, dropout_p: float = 0.1,
