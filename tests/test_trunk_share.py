@@ -9,7 +9,7 @@ import torch
 from robustify.data.datasets import ArrayDataset
 from robustify.evaluate.onepass import deterministic_part, iterate_arrays, run_onepass
 from robustify.evaluate.suites import array_set
-from robustify.evaluate.trunk_share import SharedTrunk
+from robustify.evaluate.trunk_share import SharedTrunk, _digest
 from robustify.models import Preprocess
 from robustify.models.frozen import InferenceGraph
 from robustify.models.student import create_student
@@ -174,3 +174,71 @@ def test_evaluation_cuts_only_originals_of_distilled_students():
     assert isinstance(single_head(create_model("resnet20_cifar", pretrained=False), "resnet20_cifar", params), SingleHeadModel)
     off = params.model_copy(update={"evaluate": params.evaluate.model_copy(update={"share_trunk": False})})
     assert isinstance(single_head(create_model("resnet56_cifar", pretrained=False), "resnet56_cifar", off), SingleHeadModel)
+
+
+def test_prepare_leaves_a_dataset_another_job_computes_and_waits_for_it_at_the_end(tmp_path):
+    """Two jobs on one trunk split the datasets: a held lock (the other job computing) is skipped, the
+    rest is computed, then this job waits for the held one and reads what the other job stored."""
+    import fcntl
+    import threading
+
+    a, _ = _students()
+    sets = [_set(*_data(seed=i), name=f"c/gaussian_noise/{i}") for i in (1, 2, 3)]
+    share = SharedTrunk(tmp_path, a, PRE, 32, 16, True, "a")
+    other = SharedTrunk(tmp_path, a, PRE, 32, 16, True, "other job")
+    held = share.path(sets[0].name, _digest(list(sets[0].batches(16))))
+    held.parent.mkdir(parents=True)
+    fh = open(held.with_name(held.name + ".lock"), "a")
+    fcntl.flock(fh, fcntl.LOCK_EX)  # the other job is computing the first dataset
+    worker = threading.Thread(target=share.prepare, args=(sets,))
+    worker.start()
+    others = [share.path(es.name, _digest(list(es.batches(16)))) for es in sets[1:]]
+    for _ in range(200):  # this job does the second and third meanwhile …
+        if all(p.is_file() for p in others):
+            break
+        worker.join(0.05)
+    assert all(p.is_file() for p in others) and not held.is_file() and worker.is_alive()
+    list(other.batches(sets[0]))  # … the other job stores the first and lets go
+    fcntl.flock(fh, fcntl.LOCK_UN)
+    fh.close()
+    worker.join(30)
+    assert not worker.is_alive()
+    assert (share.misses, other.misses) == (2, 1)  # nothing computed twice
+    assert all(list(share.batches(es)) for es in sets) and share.hits == 1  # the first: read, not computed
+    assert not list(tmp_path.rglob("*.lock"))
+
+
+def test_prepare_computes_a_dataset_whose_lock_was_let_go_without_a_file(tmp_path):
+    """A job that died while computing leaves no cache file: the waiting job computes it itself."""
+    import fcntl
+    import threading
+
+    a, _ = _students()
+    es = _set(*_data())
+    share = SharedTrunk(tmp_path, a, PRE, 32, 16, True, "a")
+    path = share.path(es.name, _digest(list(es.batches(16))))
+    path.parent.mkdir(parents=True)
+    fh = open(path.with_name(path.name + ".lock"), "a")
+    fcntl.flock(fh, fcntl.LOCK_EX)
+    worker = threading.Thread(target=share.prepare, args=([es],))
+    worker.start()
+    worker.join(0.5)
+    assert worker.is_alive() and not path.is_file()  # waiting
+    fh.close()  # the holder is gone
+    worker.join(30)
+    assert path.is_file() and share.misses == 1
+
+
+def test_prepare_without_flock_computes_unlocked(tmp_path, monkeypatch):
+    """Some cluster filesystems refuse flock: evaluation then computes as if unlocked (files stay atomic)."""
+    import fcntl
+
+    def refuse(*_):
+        raise OSError(38, "Function not implemented")
+
+    a, _ = _students()
+    es = _set(*_data())
+    share = SharedTrunk(tmp_path, a, PRE, 32, 16, True, "a")
+    monkeypatch.setattr(fcntl, "flock", refuse)
+    share.prepare([es])
+    assert share.misses == 1 and share.path(es.name, _digest(list(es.batches(16)))).is_file()

@@ -11,13 +11,17 @@ The first evaluation stores the trunk's output per dataset (float32, .npz under
 A file is keyed by the trunk's weight fingerprint, the model's input size, the batch size, whether
 graphs are frozen, and a digest of the dataset's images and labels: a changed dataset or trunk never
 hits. Results do not depend on a hit: both paths run the trunk into float32 batch by batch and the
-rest from there. Concurrent jobs need no lock: files are written atomically, and two jobs that miss
-together both compute the same bytes. A dataset is held in memory once (its images for the digest,
-then its trunk outputs): meant for CIFAR-scale suites, which is why the paper preset turns it off.
+rest from there. Files are written atomically. Before evaluating, `prepare` fills the cache for all
+of a job's datasets under one lock file per dataset (flock): a dataset another job is computing is
+left for later, so two jobs that start together on one trunk (two cores, two students) compute
+disjoint halves instead of the same bytes twice (the `945df58` default run computed both of its
+trunks twice so). A dataset is held in memory once (its images for the digest, then its trunk
+outputs): meant for CIFAR-scale suites, which is why the paper preset turns it off.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import re
 from pathlib import Path
@@ -56,7 +60,8 @@ class SharedTrunk:
                  freeze: bool, name: str):
         self.fingerprint = model.trunk_fingerprint()
         self.dir = Path(root) / self.fingerprint[:16]
-        self.batch_size, self.hits, self.misses = int(batch_size), 0, 0
+        self.batch_size, self.hits, self.misses = int(batch_size), 0, 0  # datasets read / computed by this job
+        self._computed: set[Path] = set()
         self.settings = (FORMAT, self.fingerprint, int(image_size), self.batch_size, bool(freeze))
         rest = after_trunk(model)
         model.eval()
@@ -74,13 +79,50 @@ class SharedTrunk:
         path = self.path(es.name, _digest(raw))
         arrays = read_cache(path)
         if arrays is not None and str(arrays.get("format")) == FORMAT:
-            self.hits += 1
+            self.hits += path not in self._computed
             return iterate_arrays(arrays["z"], arrays["y"], self.batch_size)
-        self.misses += 1
         if not raw:
             return iter(())
+        return iterate_arrays(*self._compute(raw, path), self.batch_size)
+
+    def _compute(self, raw: list, path: Path) -> tuple[np.ndarray, np.ndarray]:
+        self.misses += 1
+        self._computed.add(path)
         # same batch boundaries as `raw`: the frozen graph runs on the same shapes as on a cold cache
         z = batched(lambda b: self.trunk(self.preprocess(b)), np.concatenate([x for x, _ in raw]), self.batch_size)
         y = np.concatenate([np.asarray(b, dtype=np.int64) for _, b in raw])
         save_npz(path, format=np.asarray(FORMAT), z=z, y=y)
-        return iterate_arrays(z, y, self.batch_size)
+        return z, y
+
+    @torch.no_grad()
+    def prepare(self, sets) -> None:
+        """Fill the cache for every dataset of `sets`; where another job holds a dataset's lock (it is
+        computing it), go on with the next one and come back to wait for it at the end."""
+        later = [es for es in sets if not self._fill(es, wait=False)]
+        for es in later:
+            self._fill(es, wait=True)
+
+    def _fill(self, es, wait: bool) -> bool:
+        """Compute and store `es`'s trunk outputs unless they are stored; False if another job holds its lock."""
+        raw = list(es.batches(self.batch_size))
+        path = self.path(es.name, _digest(raw))
+        if not raw or path.is_file():
+            return True
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = path.with_name(path.name + ".lock")
+        with open(lock, "a") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                return False
+            except OSError:  # a filesystem without flock (some cluster mounts): compute unlocked, atomically
+                if not path.is_file():
+                    self._compute(raw, path)
+                return True
+            try:
+                if not path.is_file():  # the holder we waited for has stored it
+                    self._compute(raw, path)
+                lock.unlink(missing_ok=True)  # the cache file exists now: later jobs never reach the lock
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+        return True
