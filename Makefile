@@ -38,7 +38,7 @@ test-fast: setup
 # Each benchmark writes benchmarks/out/<name>.json; collect.py merges them into results/benchmarks.json
 # (every ratio in one table). Run by hand: teacher_schemes.py (a training study, hours),
 # corruptions_device_check.py and device.py (GPU only, CPU vs CUDA; device.py's benchmarks/out/device.json
-# is merged too).
+# is merged too), precision.py (float32 vs bfloat16 on a finished run's models; merged too).
 BENCHMARKS ?= corruptions distill inference baselines lp_image_size
 bench: setup  ## benchmarks → results/benchmarks.json
 	@mkdir -p benchmarks/out

@@ -70,7 +70,7 @@ def main() -> None:
     total = {"jobs": int(per["jobs"].sum()), "job_wall_s": float(per["wall_s"].sum()), "job_cpu_s": float(per["cpu_s"].sum()),
              "cpu_exact_jobs": int(per["cpu_exact"].sum()), "run_wall_s": args.wall, "cores": args.cores}
     line = (f"\n{total['jobs']} jobs: {total['job_wall_s'] / 60:.1f} job-minutes wall, {total['job_cpu_s'] / 60:.1f} CPU-minutes"
-            f" ({total['cpu_exact_jobs']} jobs' CPU exact, the rest Snakemake's sample)")
+            f" ({total['cpu_exact_jobs']} jobs' CPU exact" + (", the rest Snakemake's sample)" if total["cpu_exact_jobs"] < total["jobs"] else ")"))
     if args.wall:
         # the share of the run's core-seconds the jobs kept busy; what is left is idle cores (or Snakemake)
         total["cores_busy_pct"] = 100 * total["job_cpu_s"] / (args.wall * args.cores)

@@ -263,7 +263,6 @@ class MultiHeadStudent(FrozenTrunkModel):
         return [p for n, p in self.named_parameters() if not n.startswith("trunk.")]
 
 
-
 class SplitSingleHead(FrozenTrunkModel):
     """A plain single-head model (the pretrained original, a linear probe on it) cut where its distilled
     students cut theirs: trunk = stem + blocks[:N-k], the same modules and so the same
