@@ -18,26 +18,11 @@ Goal (issue 8): ours ≤ +10% FLOPs and ≤ 1.3× wall time for T=10.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 
 import torch
 
-
-def _time_interleaved(fns: dict, repeats: int) -> tuple[dict, dict]:
-    """Median seconds per variant, timed in alternation (plain, ours, … each repeat) so that load from
-    other processes hits every variant alike; also the median of the per-repeat ratios to 'plain'."""
-    for fn in fns.values():
-        fn()  # warm-up
-    times: dict = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
-    ratios = {k: statistics.median(t / p for t, p in zip(times[k], times["plain"])) for k in fns if k != "plain"}
-    return {k: statistics.median(v) for k, v in times.items()}, ratios
+from _timing import interleaved  # this folder is on sys.path when run as a script
 
 
 class CallCounter:
@@ -98,12 +83,12 @@ def bench_student(name: str, size: int, batch: int, passes: int, repeats: int, p
         frozen_plain = freeze_for_inference(plain, plain, x, name)
         z = student.forward_trunk(x)
         frozen_rest = freeze_for_inference(student, after_trunk(student), z, name)
-        t, ratio = _time_interleaved({"plain": lambda: plain(x), "ours": lambda: summarize(mc_probs(student, x, passes)),
-                                      "ours_frozen": lambda: summarize(mc_probs(student, x, passes, pre=frozen_pre)),
-                                      "plain_frozen": lambda: frozen_plain(x),
-                                      "ours_shared": lambda: summarize(mc_probs(student, z, passes, pre=frozen_rest)),
-                                      "unsplit_heads": unsplit}, repeats)
-        t_naive, r_naive = _time_interleaved({"plain": lambda: plain(x), "naive_T_forwards": naive}, max(1, repeats // 3))
+        t, ratio = interleaved({"plain": lambda: plain(x), "ours": lambda: summarize(mc_probs(student, x, passes)),
+                                "ours_frozen": lambda: summarize(mc_probs(student, x, passes, pre=frozen_pre)),
+                                "plain_frozen": lambda: frozen_plain(x),
+                                "ours_shared": lambda: summarize(mc_probs(student, z, passes, pre=frozen_rest)),
+                                "unsplit_heads": unsplit}, repeats, "plain")
+        t_naive, r_naive = interleaved({"plain": lambda: plain(x), "naive_T_forwards": naive}, max(1, repeats // 3), "plain")
         ratio.update(r_naive)
         f = inference_flops(student, x[:1], passes)
         f1 = inference_flops(student, x[:1], 1)

@@ -22,13 +22,13 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
-import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from _timing import interleaved  # this folder is on sys.path when run as a script
 
 DEFAULT_MODELS = ("pretrained:resnet56_cifar", "results/checkpoints/baselines/e2e/resnet56_cifar_s0.pt",
                   "results/checkpoints/linear_probe/efficientnet_lite0.pt",
@@ -39,18 +39,6 @@ def frozen(model: torch.nn.Module, x: torch.Tensor):
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         return torch.jit.freeze(torch.jit.trace(model.eval(), x, check_trace=False))
-
-
-def ms_per_image(fns: dict, repeats: int, n: int) -> dict:
-    for fn in fns.values():
-        fn()
-    times: dict = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
-    return {k: 1e3 * statistics.median(v) / n for k, v in times.items()}
 
 
 @torch.no_grad()
@@ -75,9 +63,9 @@ def bench_model(spec: str, root: Path, params, per_class: int, repeats: int) -> 
     x0 = pre(torch.from_numpy(next(sets["clean"][0].batches(batch))[0]))
     graphs = {"float32": (frozen(model, x0), torch.float32),
               "bfloat16": (frozen(copy.deepcopy(model).to(torch.bfloat16), x0.bfloat16()), torch.bfloat16)}
-    speed = ms_per_image({k: (lambda g=g, d=d: g(x0.to(d))) for k, (g, d) in graphs.items()}, repeats, len(x0))
-    out: dict = {"model": spec, "image_size": loaded.image_size, "ms_per_image": speed,
-                 "bf16_speedup_ratio": speed["float32"] / speed["bfloat16"], "accuracy": {}, "changed_pct": {}}
+    secs, ratio = interleaved({k: (lambda g=g, d=d: g(x0.to(d))) for k, (g, d) in graphs.items()}, repeats, "bfloat16")
+    out: dict = {"model": spec, "image_size": loaded.image_size, "ms_per_image": {k: 1e3 * v / len(x0) for k, v in secs.items()},
+                 "bf16_speedup_ratio": ratio["float32"], "accuracy": {}, "changed_pct": {}}
     cell_delta = []
     for suite, members in sets.items():
         hits = {k: [] for k in graphs}
