@@ -278,6 +278,16 @@ def test_cli_evaluate_distilled_student(cli_env, capsys):
     rec_o = json.loads((tmp / "rec_o.json").read_text())
     assert (rec_o["artifacts"]["shared_trunk"]["hits"], rec_o["artifacts"]["shared_trunk"]["misses"]) == (5, 0)
     assert rec_o["metrics"]["datasets"] != rec["metrics"]["datasets"]
+    # rerun into the first output directory: every per-dataset file is reused, so no trunk output is
+    # needed — none is recomputed even with the trunk cache gone
+    import shutil
+
+    shutil.rmtree(shared["dir"])
+    assert _cli("evaluate", "--configfile", preset, "--model", tmp / "s.pt", "--suite", "c", "--data", tmp / "tiny.npz",
+                "--classes", "cifar10", "--out-dir", tmp / "eval", "--record", tmp / "rec_again.json") == 0
+    again = json.loads((tmp / "rec_again.json").read_text())
+    assert (again["artifacts"]["shared_trunk"]["hits"], again["artifacts"]["shared_trunk"]["misses"]) == (0, 0)
+    assert again["metrics"]["datasets"] == rec["metrics"]["datasets"]
 
 
 @pytest.mark.parametrize("case,needle", [("missing", "no such dataset file"), ("label", "label 12 outside 0..9"),

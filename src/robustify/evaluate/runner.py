@@ -176,20 +176,19 @@ def _reusable(path: Path, key: str) -> Optional[OnePass]:
     return None
 
 
-def onepass_for(loaded: LoadedModel, es, cfg, out_dir: Path, preprocess) -> tuple[OnePass, Path, bool]:
-    """The OnePass of one dataset: reuse out_dir's file when written for the same model and settings."""
+def onepass_for(loaded: LoadedModel, es, cfg, out_dir: Path, preprocess,
+                reusable: Optional[OnePass] = None) -> tuple[OnePass, Path, bool]:
+    """The OnePass of one dataset: `reusable` (out_dir's file, written for the same model and settings), or run."""
     path = out_dir / _file_name(es.name)
-    key = _cache_key(loaded, cfg, es.name)
-    op = _reusable(path, key)
-    if op is not None:
-        return op, path, True
+    if reusable is not None:
+        return reusable, path, True
     if loaded.shared is not None:  # trunk outputs in, the rest of the deterministic part after them
         batches, prep, pre = loaded.shared.batches(es), (lambda z: z), loaded.shared.rest
     else:
         batches, prep, pre = es.batches(cfg.batch_size), preprocess, inference_fn(loaded, cfg)
     op = run_onepass(loaded.model, prep, batches, cfg.mc_passes, es.num_classes, project=es.project,
                      dropout_p=cfg.dropout_p, seed=cfg.seed, total=es.size, desc=es.name, pre=pre)
-    op.meta.update(key=key, dataset=es.name, shifted=es.shifted)
+    op.meta.update(key=_cache_key(loaded, cfg, es.name), dataset=es.name, shifted=es.shifted)
     save_onepass(path, op, cfg.store_probs)
     return op, path, False
 
@@ -238,16 +237,17 @@ def evaluate_model(loaded: LoadedModel, suites: Sequence[str], cfg, params, out_
         names = [es.name for es in sets["user"]]
         if len(set(names)) != len(names):
             raise ConfigError(f"--data files share a name {names}; give each dataset a distinct file name")
+    reusable = {es.name: _reusable(out_dir / _file_name(es.name), _cache_key(loaded, cfg, es.name))
+                for members in sets.values() for es in members}
     if loaded.shared is not None:  # trunk outputs of the datasets still to evaluate, split with concurrent jobs
-        loaded.shared.prepare([es for members in sets.values() for es in members
-                               if _reusable(out_dir / _file_name(es.name), _cache_key(loaded, cfg, es.name)) is None])
+        loaded.shared.prepare([es for members in sets.values() for es in members if reusable[es.name] is None])
     datasets: dict[str, dict] = {}
     artifacts: dict = {"onepass": {}, "model": loaded.describe()}
     reference: Optional[OnePass] = None  # first in-distribution dataset: the negatives of the routing AUROC
     pending: list = []  # shifted datasets seen before it (AUROC filled in later)
     for suite, members in sets.items():
         for es in members:
-            op, path, reused = onepass_for(loaded, es, cfg, out_dir, preprocess)
+            op, path, reused = onepass_for(loaded, es, cfg, out_dir, preprocess, reusable[es.name])
             m = dataset_metrics(op, es.shifted, cfg.beta)
             m.update(suite=suite, **es.tags)
             if is_multihead(op):
