@@ -237,10 +237,10 @@ def evaluate_model(loaded: LoadedModel, suites: Sequence[str], cfg, params, out_
         names = [es.name for es in sets["user"]]
         if len(set(names)) != len(names):
             raise ConfigError(f"--data files share a name {names}; give each dataset a distinct file name")
-    reusable = {es.name: _reusable(out_dir / _file_name(es.name), _cache_key(loaded, cfg, es.name))
-                for members in sets.values() for es in members}
+    every = [es for members in sets.values() for es in members]
+    reusable = {es.name: _reusable(out_dir / _file_name(es.name), _cache_key(loaded, cfg, es.name)) for es in every}
     if loaded.shared is not None:  # trunk outputs of the datasets still to evaluate, split with concurrent jobs
-        loaded.shared.prepare([es for members in sets.values() for es in members if reusable[es.name] is None])
+        loaded.shared.prepare([es for es in every if reusable[es.name] is None])
     datasets: dict[str, dict] = {}
     artifacts: dict = {"onepass": {}, "model": loaded.describe()}
     reference: Optional[OnePass] = None  # first in-distribution dataset: the negatives of the routing AUROC

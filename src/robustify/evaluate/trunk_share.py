@@ -72,11 +72,15 @@ class SharedTrunk:
     def path(self, name: str, digest: str) -> Path:
         return self.dir / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}_{key_of(*self.settings, name, digest)}.npz"
 
+    def _locate(self, es) -> tuple[list, Path]:
+        """`es` as (images, labels) batches and the cache file of its trunk outputs."""
+        raw = list(es.batches(self.batch_size))
+        return raw, self.path(es.name, _digest(raw))
+
     @torch.no_grad()
     def batches(self, es) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """The dataset `es` as (float32 trunk output, labels) batches of the evaluation batch size."""
-        raw = list(es.batches(self.batch_size))
-        path = self.path(es.name, _digest(raw))
+        raw, path = self._locate(es)
         arrays = read_cache(path)
         if arrays is not None and str(arrays.get("format")) == FORMAT:
             self.hits += path not in self._computed
@@ -104,8 +108,7 @@ class SharedTrunk:
 
     def _fill(self, es, wait: bool) -> bool:
         """Compute and store `es`'s trunk outputs unless they are stored; False if another job holds its lock."""
-        raw = list(es.batches(self.batch_size))
-        path = self.path(es.name, _digest(raw))
+        raw, path = self._locate(es)
         if not raw or path.is_file():
             return True
         path.parent.mkdir(parents=True, exist_ok=True)
