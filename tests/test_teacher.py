@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -114,14 +115,17 @@ def test_config_rejects_unknown_scheme():
         validate(raw)
 
 
-def test_cli_end_to_end_tiny(tmp_path, monkeypatch):
-    """The real command on a tiny budget: record with clean/C/gap metrics, teacher file, state removed."""
+@pytest.mark.parametrize("test_c", [1, 0])
+def test_cli_end_to_end_tiny(tmp_path, monkeypatch, caplog, test_c):
+    """The real command on a tiny budget: record with clean/C/gap metrics, teacher file, state removed;
+    with teachers.test_c_per_class 0 (the workflow's default) the record has no C estimate of its own."""
     from robustify.cli import main
 
+    caplog.set_level(logging.INFO, logger="robustify")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     preset = tmp_path / "tiny.yaml"
     preset.write_text("threads: 1\nteachers:\n  epochs: 1\n  batch_size: 25\n  train_per_class: 5\n"
-                      "  test_c_per_class: 1\n  val_c_per_class: 1\n  severities: [3]\n")
+                      f"  test_c_per_class: {test_c}\n  val_c_per_class: 1\n  severities: [3]\n")
     da = tmp_path / "da.npz"
     assert main(["deepaugment", "--params", str(ROOT / "params.yaml"), "--configfile", str(preset), "--split", "val",
                  "--out", str(da)]) == 0
@@ -134,7 +138,12 @@ def test_cli_end_to_end_tiny(tmp_path, monkeypatch):
     r = json.loads(rec.read_text())
     assert r["run"]["stage"] == "teachers" and r["run"]["scheme"] == "augmix" and r["run"]["teacher"] == "resnet20_cifar"
     m = r["metrics"]
-    assert 0.8 < m["clean"] <= 1 and 0 <= m["c_mean"] <= 1 and len(m["c_per_corruption"]) == 15
+    assert 0.8 < m["clean"] <= 1
+    if test_c:
+        assert 0 <= m["c_mean"] <= 1 and len(m["c_per_corruption"]) == 15 and m["c_test_images"] == 10
+    else:
+        assert not {"c_mean", "c_per_corruption", "c_cells", "c_test_images"} & set(m)
+        assert "teachers.test_c_per_class: 0" in caplog.text
     assert m["val_robustness_gap"] == pytest.approx(m["val_c_mean"] - m["val_c_mean_student"])
     assert r["timing"]["images_seen"] == 50 and r["timing"]["s_per_image"] > 0
 
@@ -156,3 +165,24 @@ def test_classifier_predicts_as_the_eager_model_and_traces_once(monkeypatch):
     np.testing.assert_array_equal(clf.predict(x), eager)
     assert clf.accuracy(x, eager) == 1.0 and clf.accuracy(x[:40], (eager[:40] + 1) % 10) == 0.0
     assert clf.fn.frozen and len(traced) == 1
+
+
+def test_record_c_estimate_uses_the_evaluated_corrupted_copies(tmp_path):
+    """Why the workflow sets teachers.test_c_per_class: 0. The record's estimate corrupts the first N test
+    images of each class as `robustify corrupt` does for the C suite that evaluate/teachers reads (same
+    images, labels, engine, table, seed), so the two C accuracies are one measurement made twice."""
+    from robustify.cli import main
+    from robustify.config import load_params
+    from robustify.data.splits import split as data_split
+    from robustify.evaluate import suites as S
+
+    params = load_params(ROOT / "params.yaml")
+    cc = params.corruptions
+    assert main(["corrupt", "--params", str(ROOT / "params.yaml"), "--dataset", "cifar10_test", "--subset", "2",
+                 "--corruptions", "fog", "shot_noise", "--severities", "2", "5", "--out", str(tmp_path / "c")]) == 0
+    sub = data_split(params.data, "test").head(2)  # what the teacher command corrupts at test_c_per_class 2
+    for es in S.corrupted_suite("c", tmp_path / "c", [2, 5], ["fog", "shot_noise"]):
+        x, y = map(np.concatenate, zip(*es.batches(7)))
+        c, s = es.tags["corruption"], es.tags["severity"]
+        assert np.array_equal(y, sub.y)
+        assert np.array_equal(x, T.corrupt_images(sub.x, c, s, params.teachers.corruption_seed, cc.table, cc.engine))
