@@ -222,7 +222,7 @@ class TeachersConfig(Strict):
     augmix: AugMixConfig = Field(default_factory=AugMixConfig)
     pixmix: PixMixConfig = Field(default_factory=PixMixConfig)
     deepaugment: DeepAugmentConfig = Field(default_factory=DeepAugmentConfig)
-    test_c_per_class: int = Field(50, ge=0, le=1000, description="CIFAR-10 test images per class in the teacher record's own "
+    test_c_per_class: int = Field(0, ge=0, le=1000, description="CIFAR-10 test images per class in the teacher record's own "
                                   "CIFAR-10-C estimate; 0 = none (the workflow's evaluation of the teacher measures the same cells)")
     val_c_per_class: int = Field(30, ge=1, le=900, description="validation images per class for the teacher–student robustness gap")
     severities: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5], min_length=1)
